@@ -1,0 +1,3 @@
+from setuptools import setup
+
+setup(cffi_modules=["ringserve/core/_build.py:ffibuilder"])
