@@ -347,6 +347,16 @@ int rs_submit(struct rs_ring *r)
 }
 
 /*
+ * For loops that only wait on readiness (uvloop): the eventfd is a hint that
+ * completions may be ready; with DEFER_TASKRUN they are posted by the next
+ * rs_wait(), which enters with GETEVENTS.
+ */
+int rs_register_eventfd(struct rs_ring *r, int efd)
+{
+	return io_uring_register_eventfd(&r->ring, efd);
+}
+
+/*
  * Decide whether this iteration has to enter the kernel at all when it must
  * not block: with SQEs queued, with DEFER_TASKRUN (completions are only
  * posted when we enter) or when the kernel flagged pending task work.

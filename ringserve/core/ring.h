@@ -95,6 +95,7 @@ unsigned char *rs_buf_base(const struct rs_ring *r);
 int rs_wait(struct rs_ring *r, int64_t *out, unsigned int max,
 	    int64_t timeout_ns);
 int rs_submit(struct rs_ring *r);
+int rs_register_eventfd(struct rs_ring *r, int efd);
 
 int rs_accept(struct rs_ring *r, int fd, uint64_t ud, int multishot);
 int rs_recv(struct rs_ring *r, int fd, uint64_t ud, int multishot);

@@ -164,6 +164,7 @@ class Ring:
         self.shutdown = partial(lib.rs_shutdown, r)  # (fd, how, ud)
         self.nop = partial(lib.rs_nop, r)  # (ud)
         self.submit = partial(lib.rs_submit, r)
+        self.register_eventfd = partial(lib.rs_register_eventfd, r)  # (efd)
         cqes, cqe_buf, max_batch, rs_wait = self._cqes, self._cqe_buf, self.max_batch, lib.rs_wait
 
         def wait(timeout_ns: int) -> list:

@@ -1,0 +1,243 @@
+"""An asyncio event loop whose selector is the io_uring ring.
+
+Theory of operation
+-------------------
+asyncio.SelectorEventLoop calls `selector.select(timeout)` once per iteration.
+Here that call is ONE io_uring_enter that submits every SQE prepared since the
+last iteration (sends, re-armed receives, polls) and waits for completions.
+
+- Descriptors asyncio registers (its self-pipe, signal wakeups, a database
+  driver's socket) get one-shot POLL_ADD requests, re-armed on every select()
+  while they stay registered: the level-triggered contract asyncio expects.
+- Every other completion belongs to the server: select() hands the whole batch
+  to `self.dispatch` (one call per batch) before returning the poll events.
+  Callbacks the server schedules run in the same loop iteration.
+
+With DEFER_TASKRUN the kernel posts completions only when this thread enters
+the ring, which it does in every select(), so nothing is left waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from typing import Callable
+
+from ringserve.core.ring import OP_CANCEL, OP_POLL, Ring
+
+POLLIN = 0x001
+POLLOUT = 0x004
+POLLERR = 0x008
+POLLHUP = 0x010
+
+Dispatch = Callable[[list], None]
+
+
+def _no_dispatch(cqes: list) -> None:  # until the server installs itself
+    pass
+
+
+class RingSelector(selectors.BaseSelector):
+    """selectors API over one-shot io_uring polls; server CQEs go to `dispatch`."""
+
+    def __init__(self, ring: Ring) -> None:
+        self.ring = ring
+        self.dispatch: Dispatch = _no_dispatch
+        self._keys: dict[int, selectors.SelectorKey] = {}
+        self._armed: dict[int, int] = {}  # fd -> poll token in flight
+        self._tokens: dict[int, int] = {}  # token -> fd
+        self._next_token = 1
+
+    # -- registration ---------------------------------------------------------
+
+    def register(self, fileobj, events, data=None):
+        fd = selectors._fileobj_to_fd(fileobj)  # type: ignore[attr-defined]
+        if fd in self._keys:
+            raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+        if not events or events & ~(selectors.EVENT_READ | selectors.EVENT_WRITE):
+            raise ValueError(f"Invalid events: {events!r}")
+        key = selectors.SelectorKey(fileobj, fd, events, data)
+        self._keys[fd] = key
+        return key
+
+    def unregister(self, fileobj):
+        fd = selectors._fileobj_to_fd(fileobj)  # type: ignore[attr-defined]
+        key = self._keys.pop(fd)
+        self._disarm(fd)
+        return key
+
+    def modify(self, fileobj, events, data=None):
+        fd = selectors._fileobj_to_fd(fileobj)  # type: ignore[attr-defined]
+        old = self._keys.get(fd)
+        if old is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        if old.events != events:
+            self.unregister(fileobj)
+            return self.register(fileobj, events, data)
+        key = old._replace(data=data)
+        self._keys[fd] = key
+        return key
+
+    def get_map(self):
+        return self._keys
+
+    def get_key(self, fileobj):
+        fd = selectors._fileobj_to_fd(fileobj)  # type: ignore[attr-defined]
+        return self._keys[fd]
+
+    def close(self) -> None:
+        for fd in list(self._armed):
+            self._disarm(fd)
+        self._keys.clear()
+
+    # -- polling ----------------------------------------------------------------
+
+    def _arm(self, fd: int, events: int) -> None:
+        token = self._next_token
+        self._next_token += 1
+        mask = (POLLIN if events & selectors.EVENT_READ else 0) | (
+            POLLOUT if events & selectors.EVENT_WRITE else 0
+        )
+        self._armed[fd] = token
+        self._tokens[token] = fd
+        self.ring.poll(fd, mask, (token << 8) | OP_POLL)
+
+    def _disarm(self, fd: int) -> None:
+        token = self._armed.pop(fd, None)
+        if token is not None:
+            self._tokens.pop(token, None)
+            self.ring.cancel((token << 8) | OP_POLL, OP_CANCEL)
+
+    def select(self, timeout=None):
+        keys = self._keys
+        if len(self._armed) != len(keys):
+            for fd, key in keys.items():
+                if fd not in self._armed:
+                    self._arm(fd, key.events)
+        if timeout is None:
+            timeout_ns = -1
+        elif timeout <= 0:
+            timeout_ns = 0
+        else:
+            timeout_ns = int(timeout * 1e9) or 1
+        cqes = self.ring.wait(timeout_ns)
+        if not cqes:
+            return []
+        ready = []
+        other = []
+        for i in range(0, len(cqes), 3):
+            ud = cqes[i]
+            if ud & 0xFF != OP_POLL:
+                other.append(ud)
+                other.append(cqes[i + 1])
+                other.append(cqes[i + 2])
+                continue
+            fd = self._tokens.pop(ud >> 8, None)
+            if fd is None:
+                continue  # cancelled: the descriptor was unregistered
+            del self._armed[fd]
+            res = cqes[i + 1]
+            key = keys.get(fd)
+            if key is None or res < 0:
+                continue
+            events = 0
+            if res & (POLLIN | POLLERR | POLLHUP):
+                events |= selectors.EVENT_READ
+            if res & (POLLOUT | POLLERR | POLLHUP):
+                events |= selectors.EVENT_WRITE
+            events &= key.events
+            if events:
+                ready.append((key, events))
+        if other:
+            self.dispatch(other)
+        return ready
+
+
+class RingEventLoop(asyncio.SelectorEventLoop):
+    """asyncio's selector loop, driven by the ring; `loop.ring` is the Ring."""
+
+    def __init__(self, ring: Ring) -> None:
+        self.ring = ring
+        self.ring_selector = RingSelector(ring)
+        super().__init__(self.ring_selector)
+
+
+class EventfdDriver:
+    """Drive the ring from a loop we do not own (uvloop): readiness of an eventfd.
+
+    The eventfd registered with the ring wakes the loop when completions may be
+    ready; `run()` then submits and reaps in one io_uring_enter.  Requests
+    prepared outside `run()` (a response sent from an app task) schedule one
+    `run()` with call_soon, so they go out in the next loop iteration, batched.
+    This costs an epoll_wait and an eventfd read per batch on top of the enter,
+    which is why `--loop auto` prefers RingEventLoop.
+    """
+
+    PREPARING = ("accept", "recv", "send", "sendmsg", "splice", "splice_out", "poll",
+                 "cancel", "close_fd", "shutdown", "nop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ring: Ring) -> None:
+        import os
+
+        self.loop = loop
+        self.ring = ring
+        self.dispatch: Dispatch = _no_dispatch
+        self.scheduled = False
+        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        ret = ring.register_eventfd(self.efd)
+        if ret < 0:
+            os.close(self.efd)
+            raise OSError(-ret, "io_uring_register_eventfd: " + os.strerror(-ret))
+        for name in self.PREPARING:
+            setattr(ring, name, self._kicking(getattr(ring, name)))
+        loop.add_reader(self.efd, self._on_eventfd)
+
+    def _kicking(self, prepare: Callable) -> Callable:
+        def call(*args):
+            ret = prepare(*args)
+            if not self.scheduled:
+                self.scheduled = True
+                self.loop.call_soon(self.run)
+            return ret
+
+        return call
+
+    def _on_eventfd(self) -> None:
+        import os
+
+        try:
+            os.eventfd_read(self.efd)
+        except BlockingIOError:
+            pass
+        self.run()
+
+    def run(self) -> None:
+        self.scheduled = False
+        cqes = self.ring.wait(0)
+        if cqes:
+            self.dispatch(cqes)
+
+    def close(self) -> None:
+        import os
+
+        self.loop.remove_reader(self.efd)
+        os.close(self.efd)
+
+
+def new_loop(kind: str, ring: Ring):
+    """(loop, hub): hub.dispatch receives the server's completions.
+
+    auto and asyncio: RingEventLoop (one io_uring_enter per iteration);
+    uvloop: uvloop with an EventfdDriver.
+    """
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError as exc:
+            raise RuntimeError(
+                "--loop uvloop needs uvloop: pip install uvloop (or use --loop auto)"
+            ) from exc
+        loop = uvloop.new_event_loop()
+        return loop, EventfdDriver(loop, ring)
+    loop = RingEventLoop(ring)
+    return loop, loop.ring_selector
