@@ -169,7 +169,7 @@ class Connection:
         if server.limit_concurrency and server.active >= server.limit_concurrency:
             self.error(503)
             return
-        cycle = HTTPCycle(self, request, self.shared)
+        cycle = server.cycle_class(self, request, self.shared)
         self.cycle = cycle
         server.active += 1
         cycle.task = self.loop.create_task(server.run_cycle(self, cycle))

@@ -82,6 +82,7 @@ class Server:
         self.limit_concurrency = config.limit_concurrency or 0
         proxy = ProxyHeaders(config.forwarded_allow_ips) if config.proxy_headers else None
         self.shared = ServerState(app, config.root_path, proxy)
+        self.cycle_class = HTTPCycle
         self.lifespan = Lifespan(app, config.lifespan, self.shared.state)
         self.stop_event = asyncio.Event()
         self.all_closed = asyncio.Event()
