@@ -9,9 +9,7 @@ so tests can check that nothing was left in flight.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import signal
 import socket
 import time
@@ -20,18 +18,6 @@ from typing import Any
 
 from ringserve.asgi import HTTPCycle, Lifespan, ProxyHeaders, ServerState
 from ringserve.connection import Connection
-from ringserve.core.ring import (
-    F_BUFFER,
-    F_MORE,
-    OP_ACCEPT,
-    OP_CANCEL,
-    OP_RECV,
-    OP_SEND,
-    OP_SPLICE_IN,
-    OP_SPLICE_OUT,
-    Ring,
-    RingUnavailable,
-)
 from ringserve.http import Limits
 
 logger = logging.getLogger("ringserve.error")
@@ -41,35 +27,18 @@ SWEEP_S = 0.25
 BUFFER_SHIFT = 16
 
 
-class Listener:
-    __slots__ = ("sock", "fd", "index", "sockname", "multishot", "armed")
-
-    def __init__(self, sock: socket.socket, index: int) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.index = index
-        name = sock.getsockname()
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            self.sockname = (name[0], name[1])
-        else:
-            self.sockname = (name, None) if isinstance(name, str) else (name.decode(errors="replace"), None)
-        self.multishot = 1
-        self.armed = False
-
-
 class Server:
-    def __init__(self, config: Any, app: Any, listeners: list[socket.socket], ring: Ring, loop: Any) -> None:
+    def __init__(self, config: Any, app: Any, socks: list[socket.socket], backend: Any, loop: Any) -> None:
         self.config = config
         self.app = app
-        self.ring = ring
+        self.socks = socks
+        self.backend = backend
+        self.ring = getattr(backend, "ring", None)
         self.loop = loop
-        self.listeners = [Listener(s, i) for i, s in enumerate(listeners)]
         self.conns: dict[int, Connection] = {}
-        self.next_key = 1
         self.active = 0
         self.draining = False
         self.force = False
-        self.multishot_recv = 1
         self.limits = Limits(
             max_request_line=config.limit_request_line,
             max_header_count=config.limit_request_fields,
@@ -96,78 +65,6 @@ class Server:
             from ringserve.logs import compile_access_format
 
             self.format_access = compile_access_format(config.access_log_format)
-
-    # -- completions ------------------------------------------------------------
-
-    def dispatch(self, cqes: list) -> None:
-        """Handle one batch of (user_data, res, flags) completions."""
-        conns = self.conns
-        ring = self.ring
-        buffer = ring.buffer
-        recycle = ring.recycle
-        for i in range(0, len(cqes), 3):
-            ud = cqes[i]
-            op = ud & 0xFF
-            if op == OP_RECV:
-                res = cqes[i + 1]
-                flags = cqes[i + 2]
-                conn = conns.get(ud >> 8)
-                if flags & F_BUFFER:
-                    bid = flags >> BUFFER_SHIFT
-                    if conn is not None and res > 0:
-                        try:
-                            conn.data_received(buffer(bid, res))
-                        except Exception:
-                            logger.exception("Unexpected error handling received data")
-                            conn.abort()
-                    recycle(bid)
-                if not flags & F_MORE and conn is not None:
-                    conn.recv_ended(res)
-            elif op == OP_SEND:
-                conn = conns.get(ud >> 8)
-                if conn is not None:
-                    conn.send_done(cqes[i + 1])
-            elif op == OP_ACCEPT:
-                self.accepted(self.listeners[ud >> 8], cqes[i + 1], cqes[i + 2])
-            elif op == OP_SPLICE_IN or op == OP_SPLICE_OUT:
-                conn = conns.get(ud >> 8)
-                if conn is not None:
-                    conn.splice_done(op, cqes[i + 1])
-
-    def arm_accept(self, listener: Listener) -> None:
-        if self.draining or listener.armed:
-            return
-        listener.armed = True
-        self.ring.accept(listener.fd, (listener.index << 8) | OP_ACCEPT, listener.multishot)
-
-    def accepted(self, listener: Listener, res: int, flags: int) -> None:
-        if res >= 0:
-            self.new_connection(res, listener)
-        if flags & F_MORE:
-            return
-        listener.armed = False
-        if self.draining:
-            return
-        if res == -errno.EINVAL and listener.multishot:
-            logger.info("Multishot accept is not supported by this kernel; using single-shot accept.")
-            listener.multishot = 0
-        if res in (-errno.EMFILE, -errno.ENFILE, -errno.ENOBUFS, -errno.ENOMEM):
-            logger.warning("accept failed: %s; retrying in 100 ms", os.strerror(-res))
-            self.loop.call_later(0.1, self.arm_accept, listener)
-            return
-        self.arm_accept(listener)
-
-    def new_connection(self, fd: int, listener: Listener) -> None:
-        if self.draining:
-            os.close(fd)
-            return
-        family, host, port = self.ring.peer(fd)
-        client = (host, port) if family in (socket.AF_INET, socket.AF_INET6) else None
-        key = self.next_key
-        self.next_key = key + 1
-        conn = Connection(self, key, fd, client, listener.sockname)
-        self.conns[key] = conn
-        conn.arm_recv()
 
     def forget(self, conn: Connection) -> None:
         self.conns.pop(conn.key, None)
@@ -238,8 +135,10 @@ class Server:
             loop.add_signal_handler(signum, self.on_signal, signum)
         if not await self.lifespan.startup():
             return 3
-        for listener in self.listeners:
-            self.arm_accept(listener)
+        if hasattr(self.backend, "start_async"):
+            await self.backend.start_async(self, self.socks)
+        else:
+            self.backend.start(self, self.socks)
         self.sweep()
         logger.info("%s", self.running_message())
         await self.stop_event.wait()
@@ -250,20 +149,13 @@ class Server:
     def running_message(self) -> str:
         from ringserve.sockets import describe
 
-        where = ", ".join(describe(listener.sock) for listener in self.listeners)
-        ring = self.ring
-        feats = ", ".join(ring.features())
-        return (
-            f"Ringserve running on {where} (Press CTRL+C to quit) with io_uring: {feats}, "
-            f"multishot accept+recv, {ring.entries} entries, {ring.buf_count}x{ring.buf_size} B receive buffers"
-        )
+        where = ", ".join(describe(sock) for sock in self.socks)
+        return f"Ringserve running on {where} (Press CTRL+C to quit) with {self.backend.describe()}"
 
     async def drain(self) -> None:
         """Stop accepting, let in-flight requests finish, then close what is left."""
         self.draining = True
-        for listener in self.listeners:
-            if listener.armed:
-                self.ring.cancel((listener.index << 8) | OP_ACCEPT, OP_CANCEL)
+        self.backend.stop_accepting()
         for conn in list(self.conns.values()):
             if conn.cycle is None:
                 conn.close()
@@ -288,30 +180,14 @@ class Server:
             await asyncio.wait(tasks, timeout=1.0)
         from ringserve.sockets import close_listeners
 
-        close_listeners([listener.sock for listener in self.listeners], self.config)
-
-
-def _settle_ring(ring: Ring, limit_s: float = 1.0) -> None:
-    """Reap the cancel/close completions still on their way after the loop stopped."""
-    deadline = time.monotonic() + limit_s
-    while ring.counters()["inflight_ops"] > 0 and time.monotonic() < deadline:
-        ring.wait(10_000_000)
-
-
-def _ring_stats(ring: Ring, server: Server) -> str:
-    c = ring.counters()
-    return (
-        f"ring stats at exit: sqes={c['sqes']} enters={c['enters']} cqes={c['cqes']} "
-        f"inflight_ops={c['inflight_ops']} bufs_out={c['bufs_out']} conns={len(server.conns)} "
-        f"enobufs={c['enobufs']}"
-    )
+        close_listeners(self.socks, self.config)
 
 
 def serve(config: Any) -> int:
     """Run one worker until it is told to stop; returns the process exit code."""
     from ringserve.importer import import_app
-    from ringserve.sockets import bind_listeners
     from ringserve.config import ConfigError
+    from ringserve.sockets import bind_listeners, close_listeners
 
     try:
         app = import_app(config.app, config.app_dir, config.factory)
@@ -321,40 +197,74 @@ def serve(config: Any) -> int:
         logger.error("%s", exc)
         return 1
     try:
-        ring = Ring(
-            entries=config.ring_entries,
-            buf_count=config.ring_buffers,
-            buf_size=config.ring_buffer_size,
-            sqpoll=config.sqpoll,
-        )
-    except RingUnavailable as exc:
+        backend, loop = make_backend(config)
+    except (RuntimeError, ConfigError) as exc:
         logger.error("%s", exc)
-        for sock in listeners:
-            sock.close()
-        return 1
-    from ringserve.loop import new_loop
-
-    try:
-        loop, hub = new_loop(str(config.loop), ring)
-    except RuntimeError as exc:
-        logger.error("%s", exc)
-        ring.close()
+        close_listeners(listeners, config)
         return 1
     asyncio.set_event_loop(loop)
-    server = Server(config, app, listeners, ring, loop)
-    hub.dispatch = server.dispatch
+    server = Server(config, app, listeners, backend, loop)
     try:
         code = loop.run_until_complete(server.main())
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
-        if hasattr(hub, "close") and hub is not getattr(loop, "ring_selector", None):
+        hub = getattr(backend, "hub", None)
+        if hub is not None and hub is not getattr(loop, "ring_selector", None):
             hub.close()
         loop.close()
         asyncio.set_event_loop(None)
-        _settle_ring(ring)
-        logger.info("%s", _ring_stats(ring, server))
-        ring.close()
+        backend.settle()
+        logger.info("%s", backend.stats(len(server.conns)))
+        backend.close()
     return code
+
+
+def make_backend(config: Any) -> tuple[Any, asyncio.AbstractEventLoop]:
+    """The I/O backend and its loop: io_uring, or asyncio transports where io_uring is
+    unavailable (--io auto logs the cause and the fix) or asked for (--io asyncio)."""
+    from ringserve.core.ring import Ring, RingUnavailable
+
+    io, loop_kind = str(config.io), str(config.loop)
+    if io != "asyncio":
+        try:
+            ring = Ring(
+                entries=config.ring_entries,
+                buf_count=config.ring_buffers,
+                buf_size=config.ring_buffer_size,
+                sqpoll=config.sqpoll,
+            )
+        except RingUnavailable as exc:
+            if io == "uring":
+                raise RuntimeError(str(exc)) from None
+            logger.warning("%s Serving with --io asyncio instead.", exc)
+        else:
+            from ringserve.loop import new_loop
+            from ringserve.uring import RingBackend
+
+            backend = RingBackend(ring)
+            try:
+                loop, backend.hub = new_loop(loop_kind, ring)
+            except RuntimeError:
+                ring.close()
+                raise
+            backend.hub.dispatch = backend.dispatch
+            return backend, loop
+    from ringserve.aio import AsyncioBackend
+
+    loop = _asyncio_loop(loop_kind)
+    return AsyncioBackend(loop), loop
+
+
+def _asyncio_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise RuntimeError("--loop uvloop needs uvloop: pip install uvloop (or use --loop auto)") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def resolve_interface(app: Any, interface: str) -> Any:

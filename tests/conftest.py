@@ -46,7 +46,8 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_KINDS = ("ringserve", "uvicorn")
+SERVER_KINDS = ("ringserve", "ringserve-asyncio", "uvicorn")
+RINGSERVE_KINDS = ("ringserve", "ringserve-asyncio")  # --io uring (default) and --io asyncio
 APP = "tests.apps.combined:app"
 READY_RE = re.compile(r"running on", re.IGNORECASE)
 STATS_RE = re.compile(r"ring stats at exit:(.*)$")
@@ -65,7 +66,7 @@ _SCRUB = ("FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY")
 def pytest_addoption(parser):
     parser.addoption(
         "--server",
-        choices=("ringserve", "uvicorn", "all"),
+        choices=("ringserve", "ringserve-asyncio", "uvicorn", "all"),
         default="all",
         help="which server the integration tests run against (uvicorn is the oracle); default: all",
     )
@@ -82,6 +83,9 @@ def pytest_configure(config):
         "ringserve_only(reason): asserts something uvicorn deliberately does not do; skipped on uvicorn "
         "with the reason",
     )
+    config.addinivalue_line(
+        "markers", "uring_only(reason): exercises the io_uring core itself; skipped on other servers/backends",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -96,6 +100,10 @@ def pytest_collection_modifyitems(config, items):
         if kind == "uvicorn" and marker and not config.getoption("--run-ringserve-only"):
             reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
             item.add_marker(pytest.mark.skip(reason=f"ringserve-only: {reason}"))
+        uring = item.get_closest_marker("uring_only")
+        if kind and kind != "ringserve" and uring:
+            reason = uring.args[0] if uring.args else ""
+            item.add_marker(pytest.mark.skip(reason=f"io_uring backend only: {reason}"))
         keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -213,6 +221,8 @@ def server_command(kind: str, app: str, fd: int | None, args) -> list[str]:
     fd_args = ["--fd", str(fd)] if fd is not None else []
     if kind == "ringserve":
         return [sys.executable, "-m", "ringserve", app, *fd_args, *args]
+    if kind == "ringserve-asyncio":
+        return [sys.executable, "-m", "ringserve", app, *fd_args, "--io", "asyncio", *args]
     if kind == "uvicorn":
         return [sys.executable, "-m", "uvicorn", app, *fd_args, "--http", "httptools", *args]
     raise ValueError(kind)
@@ -329,12 +339,12 @@ class Server:
             problems.append(f"server did not exit within {STOP_TIMEOUT}s of SIGTERM (killed)")
         elif self.proc.returncode not in (0, -signal.SIGTERM):
             problems.append(f"server exited with code {self.proc.returncode} after SIGTERM")
-        if self.kind == "ringserve" and not self._killed:
+        if self.kind in RINGSERVE_KINDS and not self._killed:
             stats = self.ring_stats()
             if stats is None:
                 problems.append("no 'ring stats at exit:' line in the output")
             else:
-                leftover = {k: stats.get(k) for k in STATS_MUST_BE_ZERO if stats.get(k) != 0}
+                leftover = {k: stats.get(k) for k in STATS_MUST_BE_ZERO if stats.get(k, 0) != 0 or "conns" not in stats}
                 if leftover:
                     problems.append(f"ring not clean at exit (want 0): {leftover}; all stats: {stats}")
         if not problems:

@@ -16,7 +16,7 @@ from conftest import ROOT, server_env
 from ringserve.core.ring import F_BUFFER, F_MORE, OP_ACCEPT, OP_CLOSE, OP_RECV, OP_SEND, Ring
 
 RING_APP = "tests.apps.ringtest:app"
-ONLY = pytest.mark.ringserve_only("exercises ringserve's io_uring core")
+ONLY = pytest.mark.uring_only("exercises ringserve's io_uring core")
 MiB = 1024 * 1024
 
 
