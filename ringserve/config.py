@@ -300,7 +300,8 @@ class Config:
     loop: Loop = uring(
         Loop.AUTO, "asyncio event loop that runs the application's coroutines.")
     io: IOBackend = uring(
-        IOBackend.AUTO, "Network I/O backend; auto picks uring.")
+        IOBackend.AUTO, "Network I/O backend: uring, or asyncio transports (epoll); auto uses uring "
+        "and, where io_uring is unavailable, says why and falls back to asyncio.")
     sqpoll: bool = uring(
         False, "Let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL): fewer "
         "syscalls, one busy CPU.")
@@ -314,6 +315,12 @@ class Config:
         metavar="BYTES")
 
     # --- workers ---
+    limit_max_requests: int | None = workers_(
+        None, "Restart a worker (gracefully, no request dropped) after it served this many requests.",
+        type=int, check=lambda v: None if v is None or v >= 1 else "must be at least 1")
+    limit_max_requests_jitter: int = workers_(
+        0, "Add a random 0..N to --limit-max-requests per worker, so workers don't restart together.",
+        check=_at_least(0))
     workers: int = workers_(
         1, "Worker processes, each with its own ring.", env=("WEB_CONCURRENCY",),
         check=_at_least(1))

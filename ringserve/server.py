@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import socket
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from ringserve.asgi import HTTPCycle, Lifespan, ProxyHeaders, ServerState
 from ringserve.connection import Connection
 from ringserve.http import Limits
+from ringserve.wsgi import WSGIApp
 
 logger = logging.getLogger("ringserve.error")
 access_logger = logging.getLogger("ringserve.access")
@@ -28,7 +30,10 @@ BUFFER_SHIFT = 16
 
 
 class Server:
-    def __init__(self, config: Any, app: Any, socks: list[socket.socket], backend: Any, loop: Any) -> None:
+    def __init__(
+        self, config: Any, app: Any, socks: list[socket.socket], backend: Any, loop: Any,
+        hooks: "WorkerHooks | None" = None,
+    ) -> None:
         self.config = config
         self.app = app
         self.socks = socks
@@ -37,8 +42,11 @@ class Server:
         self.loop = loop
         self.conns: dict[int, Connection] = {}
         self.active = 0
+        self.served = 0
+        self.max_requests = _max_requests(config)
         self.draining = False
         self.force = False
+        self.hooks = hooks or WorkerHooks()
         self.limits = Limits(
             max_request_line=config.limit_request_line,
             max_header_count=config.limit_request_fields,
@@ -51,8 +59,11 @@ class Server:
         self.limit_concurrency = config.limit_concurrency or 0
         proxy = ProxyHeaders(config.forwarded_allow_ips) if config.proxy_headers else None
         self.shared = ServerState(app, config.root_path, proxy)
-        self.cycle_class = HTTPCycle
-        self.lifespan = Lifespan(app, config.lifespan, self.shared.state)
+        if isinstance(app, WSGIApp):  # WSGI: the app runs on a thread pool and has no lifespan
+            self.cycle_class, self.lifespan = app.bind(config, loop)
+        else:
+            self.cycle_class = HTTPCycle
+            self.lifespan = Lifespan(app, config.lifespan, self.shared.state)
         self.stop_event = asyncio.Event()
         self.all_closed = asyncio.Event()
         self.extra_headers = b"".join(
@@ -79,8 +90,12 @@ class Server:
             await cycle.run(self.app)
         finally:
             self.active -= 1
+            self.served += 1
             if self.access_log:
                 self.log_access(conn, cycle, start)
+            if self.served == self.max_requests:
+                logger.info("Maximum requests reached (%d); shutting down this worker gracefully.", self.served)
+                self.request_stop()
 
     def log_access(self, conn: Connection, cycle: HTTPCycle, start: float) -> None:
         from ringserve.logs import AccessInfo
@@ -111,6 +126,8 @@ class Server:
     def sweep(self) -> None:
         """Every SWEEP_S: refresh the Date header and close connections past their deadline."""
         self.update_default_headers()
+        if self.hooks.tick is not None:
+            self.hooks.tick(self)
         now = time.monotonic()
         for conn in [c for c in self.conns.values() if c.deadline and c.deadline <= now]:
             conn.timed_out()
@@ -123,16 +140,23 @@ class Server:
         if self.stop_event.is_set():
             if signum == signal.SIGINT:
                 logger.info("Second interrupt: forcing shutdown.")
-                self.force = True
-                self.all_closed.set()
+                self.request_stop(force=True)
             return
         logger.info("Shutting down")
+        self.request_stop()
+
+    def request_stop(self, force: bool = False) -> None:
+        """Begin the graceful drain (force: close everything now)."""
+        if force:
+            self.force = True
+            self.all_closed.set()
         self.stop_event.set()
 
     async def main(self) -> int:
         loop = self.loop
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self.on_signal, signum)
+        if self.hooks.install_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self.on_signal, signum)
         if not await self.lifespan.startup():
             return 3
         if hasattr(self.backend, "start_async"):
@@ -141,6 +165,8 @@ class Server:
             self.backend.start(self, self.socks)
         self.sweep()
         logger.info("%s", self.running_message())
+        if self.hooks.started is not None:
+            self.hooks.started(self)
         await self.stop_event.wait()
         await self.drain()
         await self.lifespan.shutdown()
@@ -196,6 +222,15 @@ def serve(config: Any) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         return 1
+    return run_worker(config, app, listeners)
+
+
+def run_worker(config: Any, app: Any, listeners: list[socket.socket], hooks: "WorkerHooks | None" = None) -> int:
+    """Serve `app` on already bound listeners in this process (a worker of a supervisor, or of
+    gunicorn), creating the ring here, after any fork. Returns the exit code."""
+    from ringserve.config import ConfigError
+    from ringserve.sockets import close_listeners
+
     try:
         backend, loop = make_backend(config)
     except (RuntimeError, ConfigError) as exc:
@@ -203,7 +238,7 @@ def serve(config: Any) -> int:
         close_listeners(listeners, config)
         return 1
     asyncio.set_event_loop(loop)
-    server = Server(config, app, listeners, backend, loop)
+    server = Server(config, app, listeners, backend, loop, hooks)
     try:
         code = loop.run_until_complete(server.main())
     finally:
@@ -217,6 +252,28 @@ def serve(config: Any) -> int:
         logger.info("%s", backend.stats(len(server.conns)))
         backend.close()
     return code
+
+
+class WorkerHooks:
+    """How an embedding process manager (ringserve's supervisor, gunicorn) takes part.
+
+    install_signals: the worker handles SIGINT/SIGTERM itself (off when the manager installs its own
+    and calls server.request_stop()); tick(server): called every sweep (~250 ms), e.g. a heartbeat;
+    started(server): called once the worker accepts."""
+
+    def __init__(self, install_signals: bool = True, tick: Any = None, started: Any = None) -> None:
+        self.install_signals = install_signals
+        self.tick = tick
+        self.started = started
+
+
+def _max_requests(config: Any) -> int:
+    """--limit-max-requests plus this worker's share of the jitter; 0 = no limit."""
+    limit = getattr(config, "limit_max_requests", None)
+    if not limit:
+        return 0
+    jitter = getattr(config, "limit_max_requests_jitter", 0)
+    return limit + (random.randint(0, jitter) if jitter else 0)
 
 
 def make_backend(config: Any) -> tuple[Any, asyncio.AbstractEventLoop]:
@@ -268,11 +325,15 @@ def _asyncio_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 def resolve_interface(app: Any, interface: str) -> Any:
-    """Pick ASGI 3 (wrapping ASGI 2 apps with asgiref); WSGI arrives in its own module."""
+    """ASGI 3 (ASGI 2 apps wrapped with asgiref) or, for WSGI, a WSGIApp served on threads."""
     from asgiref.compatibility import guarantee_single_callable
 
-    if interface == "wsgi":
-        from ringserve.config import ConfigError
+    from ringserve.wsgi import detect_interface
 
-        raise ConfigError("--interface wsgi is not available yet in this build; serve an ASGI app.")
+    how = f"--interface {interface}"
+    if interface == "auto":
+        interface, how = detect_interface(app), "detected"
+    logger.info("Interface: %s (%s)", str(interface).upper(), how)
+    if interface == "wsgi":
+        return WSGIApp(app)
     return guarantee_single_callable(app)
