@@ -8,12 +8,15 @@ layer, the same Connection logic and the same ASGI/WSGI cycles.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 from typing import Any
 
 from ringserve.connection import LINGER_S, Connection, done_future, monotonic
 from ringserve.uring import sockname_of
+
+CHUNK = 256 * 1024
 
 
 class StreamConnection(Connection, asyncio.Protocol):
@@ -76,10 +79,17 @@ class StreamConnection(Connection, asyncio.Protocol):
             drainer.set_result(None)
 
     async def sendfile(self, fd: int, off: int, count: int) -> None:
-        if self.closed or count == 0:
-            return
-        with open(os.dup(fd), "rb") as file:
-            await self.loop.sendfile(self.transport, file, off, count)
+        """Read and write in 256 KiB pieces with backpressure (uvloop has no loop.sendfile;
+        the io_uring backend splices instead)."""
+        end = off + count
+        while off < end and not self.closed:
+            data = os.pread(fd, min(CHUNK, end - off), off)
+            if not data:
+                raise OSError(errno.EIO, "sendfile: the file is shorter than announced")
+            off += len(data)
+            self.transport.write(data)
+            if self.write_paused:
+                await self.drain()
 
     def pause_reading(self) -> None:
         if not self.closed:

@@ -244,13 +244,13 @@ class HTTPCycle:
         try:
             size = os.fstat(fd).st_size
             head = b"" if self.head_sent else self.start_head()
-            framing, tail = self.http.response_file(size)
-            if self.disconnected:
-                return
-            self.conn.write(head + framing)
-            await self.conn.sendfile(fd, 0, size)
+            prefix, suffix, count = self.http.response_file(size)
+            if not self.disconnected:
+                self.conn.write(head + prefix)
+                await self.conn.sendfile(fd, 0, count)
+                self.body_bytes += count
             self.complete = True
-            self.conn.write(tail + self.http.response_end())
+            self.conn.write(suffix + self.http.response_end())
             self.conn.response_done(self)
         finally:
             os.close(fd)
