@@ -15,6 +15,8 @@ A transport subclass (uring.RingConnection, aio.StreamConnection) provides
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from typing import Any
 
@@ -33,12 +35,14 @@ HIGH_WATER = 64 * 1024
 MAX_PIPELINED = 16
 LINGER_S = 2.0
 monotonic = time.monotonic
+EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 class Connection:
     __slots__ = (
         "server", "loop", "shared", "key", "http", "cycle", "client", "sockname", "scheme",
         "closed", "close_after", "linger", "lingering", "deadline", "head_timing", "paused_pipeline",
+        "in_events",
     )
 
     def __init__(self, server: Any, key: int, client: Any, sockname: Any) -> None:
@@ -58,6 +62,7 @@ class Connection:
         self.deadline = monotonic() + server.head_timeout
         self.head_timing = False
         self.paused_pipeline = False
+        self.in_events = False
 
     # -- transport (subclasses) -------------------------------------------------
 
@@ -85,25 +90,41 @@ class Connection:
         self.handle_events()
 
     def handle_events(self) -> None:
+        self.in_events = True
+        try:
+            self._handle_events()
+        finally:
+            self.in_events = False
+
+    def _handle_events(self) -> None:
         http = self.http
         while not self.closed:
-            try:
-                event = http.next_event()
-            except ProtocolError as exc:
-                self.protocol_error(exc)
-                return
-            kind = type(event)
-            if kind is Data:
-                self.cycle.body(event.data)
-            elif kind is Request:
-                self.start_request(event)
-            elif kind is EndOfMessage:
-                self.cycle.end_of_body()
-            elif event is NEED_DATA or event is PAUSED:
+            cycle = None
+            while True:  # pull what has arrived: a head, and as much of its body as is here
+                try:
+                    event = http.next_event()
+                except ProtocolError as exc:
+                    self.protocol_error(exc)
+                    return
+                kind = type(event)
+                if kind is Data:
+                    if self.cycle is not None:
+                        self.cycle.body(event.data)
+                elif kind is Request:
+                    cycle = self.new_cycle(event)
+                elif kind is EndOfMessage:
+                    if self.cycle is not None:
+                        self.cycle.end_of_body()
+                elif event is NEED_DATA or event is PAUSED:
+                    break
+                elif kind is ConnectionClosed:
+                    self.peer_closed()
+                    return
+                if self.closed:
+                    return
+            if cycle is None:
                 break
-            elif kind is ConnectionClosed:
-                self.peer_closed()
-                return
+            self.run_cycle(cycle)  # may finish at once (eager) and let the next request through
         if self.cycle is None and not self.head_timing and http.in_head:
             self.head_timing = True
             self.deadline = monotonic() + self.server.head_timeout
@@ -111,17 +132,24 @@ class Connection:
             self.paused_pipeline = True
             self.pause_reading()
 
-    def start_request(self, request: Request) -> None:
+    def new_cycle(self, request: Request) -> Any:
         server = self.server
         self.deadline = 0.0
         self.head_timing = False
         if server.limit_concurrency and server.active >= server.limit_concurrency:
             self.error(503)
-            return
+            return None
         cycle = server.cycle_class(self, request, self.shared)
         self.cycle = cycle
+        return cycle
+
+    def run_cycle(self, cycle: Any) -> None:
+        server = self.server
         server.active += 1
-        cycle.task = self.loop.create_task(server.run_cycle(self, cycle))
+        if EAGER_TASKS:  # 3.12+: the app runs at once; no loop round trip when it never waits
+            cycle.task = asyncio.Task(server.run_cycle(self, cycle), loop=self.loop, eager_start=True)
+        else:
+            cycle.task = self.loop.create_task(server.run_cycle(self, cycle))
 
     def protocol_error(self, exc: ProtocolError) -> None:
         cycle = self.cycle
@@ -154,7 +182,8 @@ class Connection:
         if self.paused_pipeline and http.buffered_requests <= MAX_PIPELINED // 2:
             self.paused_pipeline = False
             self.resume_reading()
-        self.handle_events()
+        if not self.in_events:  # else the handle_events loop below us goes on with the next request
+            self.handle_events()
 
     def error(self, status: int) -> None:
         """Answer with a bare error response and close (lingering, so it arrives)."""
