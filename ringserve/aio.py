@@ -35,10 +35,7 @@ class StreamConnection(Connection, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (peer[0], peer[1])
-        if self.server.draining:
-            self.abort()
-            return
-        self.server.conns[self.key] = self
+        self.server.conns[self.key] = self  # accepted while draining: served once, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:

@@ -141,6 +141,8 @@ class Connection:
             return None
         cycle = server.cycle_class(self, request, self.shared)
         self.cycle = cycle
+        if server.draining:
+            self.http.disable_keep_alive()
         return cycle
 
     def run_cycle(self, cycle: Any) -> None:

@@ -185,6 +185,8 @@ class Server:
         for conn in list(self.conns.values()):
             if conn.cycle is None:
                 conn.close()
+            elif not conn.cycle.head_sent:
+                conn.http.disable_keep_alive()
         if self.conns:
             timeout = self.config.timeout_graceful_shutdown_s
             try:
@@ -210,11 +212,15 @@ class Server:
 
 
 def serve(config: Any) -> int:
-    """Run one worker until it is told to stop; returns the process exit code."""
+    """Run until told to stop; returns the process exit code. One process serves by itself; with
+    --workers > 1 or --reload, ringserve.supervisor binds and forks the workers."""
     from ringserve.importer import import_app
     from ringserve.config import ConfigError
     from ringserve.sockets import bind_listeners, close_listeners
+    from ringserve.supervisor import pid_file, supervise
 
+    if config.workers > 1 or config.reload:
+        return supervise(config)
     try:
         app = import_app(config.app, config.app_dir, config.factory)
         app = resolve_interface(app, config.interface)
@@ -222,7 +228,8 @@ def serve(config: Any) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         return 1
-    return run_worker(config, app, listeners)
+    with pid_file(config.pid_file):
+        return run_worker(config, app, listeners)
 
 
 def run_worker(config: Any, app: Any, listeners: list[socket.socket], hooks: "WorkerHooks | None" = None) -> int:

@@ -381,14 +381,15 @@ class RingBackend:
 
     def new_connection(self, fd: int, listener: Listener) -> None:
         server = self.server
-        if server.draining:
-            os.close(fd)
-            return
+        # Accepted while draining (the accept raced the cancel): still served, once, with
+        # `connection: close`, rather than reset.
         family, host, port = self.ring.peer(fd)
         client = (host, port) if family in (socket.AF_INET, socket.AF_INET6) else None
         key = self.next_key
         self.next_key = key + 1
         conn = RingConnection(server, key, fd, client, listener.sockname)
+        if server.draining:
+            conn.deadline = min(conn.deadline, monotonic() + 1.0)
         server.conns[key] = conn
         conn.arm_recv()
 

@@ -204,6 +204,10 @@ class HTTPConnection:
         self._keep_alive = False
         return out
 
+    def disable_keep_alive(self) -> None:
+        """The server is shutting down: the current (or next) response says `connection: close`."""
+        self._keep_alive = False
+
     def continue_response(self) -> bytes:
         """b"HTTP/1.1 100 Continue\\r\\n\\r\\n" the first time it is due, else b""."""
         req = self._req
