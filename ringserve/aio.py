@@ -63,6 +63,10 @@ class StreamConnection(Connection, asyncio.Protocol):
         if not self.closed and not self.close_after:
             self.transport.write(data)
 
+    def write_parts(self, parts: list[bytes]) -> None:
+        if not self.closed and not self.close_after:
+            self.transport.writelines(parts)
+
     def drain(self) -> Any:
         if self.closed or not self.write_paused:
             return done_future(self.loop)

@@ -19,7 +19,8 @@ from ringserve.http import LocalProtocolError
 logger = logging.getLogger("ringserve.error")
 
 ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
-BODY_HIGH_WATER = 256 * 1024  # queued request body before the ring stops reading
+BODY_HIGH_WATER = 256 * 1024
+GATHER_MIN = 32 * 1024  # bodies this big go out by sendmsg beside their head, not copied into it  # queued request body before the ring stops reading
 EXTENSIONS = {"http.response.pathsend": {}}
 
 
@@ -210,25 +211,28 @@ class HTTPCycle:
         if type(body) is not bytes:
             body = bytes(body)
         http = self.http
-        if self.head_sent:
-            data = http.response_data(body) if body else b""
-        else:
-            data = self.start_head()
-            if body:
-                data += http.response_data(body)
+        head = b"" if self.head_sent else self.start_head()
         self.body_bytes += len(body)
+        if len(body) >= GATHER_MIN:
+            # Big body: head, framing and body go out in one gathered send, never joined.
+            prefix, suffix, count = http.response_file(len(body))
+            if count != len(body) and count:
+                raise LocalProtocolError("more response body than its Content-Length")
+            tail = suffix + (http.response_end() if not more else b"")
+            self.conn.write_parts([head + prefix, body, tail] if count else [head + prefix + tail])
+        else:
+            data = head + http.response_data(body) if body else head
+            if not more:
+                data += http.response_end()
+            if data:
+                self.conn.write(data)
         if not more:
-            data += http.response_end()
             self.complete = True
-            self.conn.write(data)
             self.conn.response_done(self)
             if self.waiter is not None:
                 self._wake()
-            return
-        if data:
-            self.conn.write(data)
-            if self.conn.write_blocked:
-                await self.conn.drain()
+        elif self.conn.write_blocked:
+            await self.conn.drain()
 
     def start_head(self) -> bytes:
         """Serialise the response head (once)."""

@@ -69,6 +69,9 @@ class Connection:
     def write(self, data: bytes) -> None:
         raise NotImplementedError
 
+    def write_parts(self, parts: list[bytes]) -> None:
+        raise NotImplementedError
+
     def pause_reading(self) -> None:
         raise NotImplementedError
 

@@ -64,6 +64,30 @@ class FileJob:
         self.future = future
 
 
+class Gather:
+    """Several buffers in one sendmsg; the iovecs and buffers live until its CQE."""
+
+    __slots__ = ("parts", "keep", "msg", "total")
+
+    def __init__(self, ffi: Any, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.total = sum(map(len, parts))
+        iov = ffi.new("struct iovec[]", len(parts))
+        keep = [iov]
+        for i, part in enumerate(parts):
+            ptr = ffi.from_buffer(part)
+            keep.append(ptr)
+            iov[i].iov_base = ptr
+            iov[i].iov_len = len(part)
+        self.msg = ffi.new("struct msghdr *")
+        self.msg.msg_iov = iov
+        self.msg.msg_iovlen = len(parts)
+        self.keep = keep
+
+    def __len__(self) -> int:
+        return self.total
+
+
 class RingConnection(Connection):
     __slots__ = (
         "ring", "fd", "sending", "outq", "out_bytes", "recv_state", "want_read", "drainer",
@@ -127,6 +151,18 @@ class RingConnection(Connection):
         else:
             self.outq.append(data)
 
+    def write_parts(self, parts: list[bytes]) -> None:
+        """Write big buffers side by side (head, body, framing) without joining them."""
+        if self.closed or self.close_after:
+            return
+        job = Gather(self.ring.ffi, parts)
+        self.out_bytes += job.total
+        if self.sending is None:
+            self.sending = job
+            self.ring.sendmsg(self.fd, job.msg, self.ud_send)
+        else:
+            self.outq.append(job)
+
     def drain(self) -> Any:
         """An awaitable that resolves once output is below the high-water mark."""
         if self.closed or self.out_bytes <= HIGH_WATER:
@@ -142,7 +178,7 @@ class RingConnection(Connection):
             self.abort()
             return
         if res < len(data):  # MSG_WAITALL makes this rare: continue the rest
-            rest = data[res:]
+            rest = (b"".join(data.parts) if type(data) is Gather else data)[res:]
             self.sending = rest
             self.out_bytes -= res
             self.ring.send(self.fd, rest, len(rest), self.ud_send)
@@ -159,8 +195,13 @@ class RingConnection(Connection):
             if self.close_after:
                 self._finish_close()
             return
-        if type(q[0]) is FileJob:
+        first = type(q[0])
+        if first is FileJob:
             self._start_file(q.pop(0))
+            return
+        if first is Gather:
+            job = self.sending = q.pop(0)
+            self.ring.sendmsg(self.fd, job.msg, self.ud_send)
             return
         n = 1
         while n < len(q) and type(q[n]) is bytes:
