@@ -180,9 +180,13 @@ class Connection:
             return
         http = self.http
         if not http.keep_alive or cycle.more_body or self.server.draining:
+            # Unread request bytes would turn a plain close into a reset that can destroy the
+            # response in flight: half-close and discard them instead.
+            self.linger = self.linger or cycle.more_body
             self.close()
             return
         http.start_next_cycle()
+        self.resume_reading()  # the app may have paused it by not reading a big body
         self.deadline = monotonic() + self.server.keepalive_timeout
         if self.paused_pipeline and http.buffered_requests <= MAX_PIPELINED // 2:
             self.paused_pipeline = False
