@@ -10,6 +10,9 @@ How it works
 - Every test runs against each server kind: ``ringserve`` and ``uvicorn --http httptools`` as an oracle
   (the way uvloop runs its suite on uvloop and asyncio). ``--server=ringserve|uvicorn|all`` picks.
   ``@pytest.mark.ringserve_only(reason)`` skips a test on uvicorn and says why.
+- WSGI tests run against ringserve and ``gunicorn`` (sync worker; gthread when a test passes ``--threads``) as
+  the oracle: such a module overrides ``server_kind`` with ``params=WSGI_SERVER_KINDS``. gunicorn serves the
+  inherited socket with ``--bind fd://N``; gunicorn_args() spells the few ringserve flags those tests use.
 - On failure the output the server(s) wrote during the test is added to the report.
 
 Fixtures
@@ -48,8 +51,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_KINDS = ("ringserve", "ringserve-asyncio", "uvicorn")
 RINGSERVE_KINDS = ("ringserve", "ringserve-asyncio")  # --io uring (default) and --io asyncio
+WSGI_SERVER_KINDS = ("ringserve", "ringserve-asyncio", "gunicorn")
 APP = "tests.apps.combined:app"
-READY_RE = re.compile(r"running on", re.IGNORECASE)
+READY_RE = re.compile(r"running on|booting worker with pid", re.IGNORECASE)  # gunicorn: the second
 STATS_RE = re.compile(r"ring stats at exit:(.*)$")
 STATS_MUST_BE_ZERO = ("inflight_ops", "bufs_out", "conns")
 BOOT_TIMEOUT = 10.0
@@ -66,7 +70,7 @@ _SCRUB = ("FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY")
 def pytest_addoption(parser):
     parser.addoption(
         "--server",
-        choices=("ringserve", "ringserve-asyncio", "uvicorn", "all"),
+        choices=("ringserve", "ringserve-asyncio", "uvicorn", "gunicorn", "all"),
         default="all",
         help="which server the integration tests run against (uvicorn is the oracle); default: all",
     )
@@ -97,7 +101,7 @@ def pytest_collection_modifyitems(config, items):
             drop.append(item)
             continue
         marker = item.get_closest_marker("ringserve_only")
-        if kind == "uvicorn" and marker and not config.getoption("--run-ringserve-only"):
+        if kind in ("uvicorn", "gunicorn") and marker and not config.getoption("--run-ringserve-only"):
             reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
             item.add_marker(pytest.mark.skip(reason=f"ringserve-only: {reason}"))
         uring = item.get_closest_marker("uring_only")
@@ -225,7 +229,26 @@ def server_command(kind: str, app: str, fd: int | None, args) -> list[str]:
         return [sys.executable, "-m", "ringserve", app, *fd_args, "--io", "asyncio", *args]
     if kind == "uvicorn":
         return [sys.executable, "-m", "uvicorn", app, *fd_args, "--http", "httptools", *args]
+    if kind == "gunicorn":
+        bind = ["--bind", f"fd://{fd}"] if fd is not None else []
+        return [sys.executable, "-m", "gunicorn", app, *bind, "--workers", "1", "--worker-class", "sync",
+                "--graceful-timeout", "5", "--log-level", "info", *gunicorn_args(args)]
     raise ValueError(kind)
+
+
+def gunicorn_args(args) -> list[str]:
+    """The ringserve flags the WSGI tests use, spelled for gunicorn (the rest pass through)."""
+    out, rest = [], iter(args)
+    for arg in rest:
+        if arg == "--root-path":
+            out += ["--env", f"SCRIPT_NAME={next(rest)}"]  # gunicorn reads SCRIPT_NAME from its environment
+        elif arg == "--timeout-keep-alive":
+            out += ["--keep-alive", next(rest)]
+        elif arg == "--interface":
+            next(rest)
+        else:
+            out.append(arg)
+    return out
 
 
 def server_env(extra: dict | None = None) -> dict:
