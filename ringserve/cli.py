@@ -21,15 +21,12 @@ from ringserve.config import OPTIONS, Config, ConfigError, Option, config_from_o
 # uvicorn flags ringserve does not have, with what to do instead (shown instead of a bare
 # "unrecognized arguments").
 UVICORN_ONLY = {
-    "--reload": "restart on changes with a file watcher, e.g. watchfiles 'ringserve main:app'",
     "--ssl-keyfile": "terminate TLS in a proxy (nginx, caddy, a load balancer) in front",
     "--ssl-certfile": "terminate TLS in a proxy (nginx, caddy, a load balancer) in front",
     "--http": "ringserve has one HTTP/1.1 implementation; drop the flag",
-    "--ws": "drop the flag",
     "--log-config": "configure the 'ringserve.error' and 'ringserve.access' loggers from Python",
     "--use-colors": "drop the flag (output is not coloured)",
     "--env-file": "load the file in your shell or process manager",
-    "--limit-max-requests": "drop the flag",
 }
 
 

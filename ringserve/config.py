@@ -64,6 +64,12 @@ class IOBackend(Choice):
     ASYNCIO = "asyncio"
 
 
+class WebSocketImpl(Choice):
+    AUTO = "auto"
+    NONE = "none"
+    WSPROTO = "wsproto"
+
+
 class LogLevel(Choice):
     CRITICAL = "critical"
     ERROR = "error"
@@ -140,6 +146,13 @@ def _seconds(v: float) -> str | None:
     return None if v > 0 and math.isfinite(v) else "must be a finite number of seconds > 0"
 
 
+def _at_least_seconds(low: float) -> Callable[[Any], str | None]:
+    def check(v: float) -> str | None:
+        return None if v >= low and math.isfinite(v) else f"must be a finite number of seconds >= {low}"
+
+    return check
+
+
 def _finite_seconds(v: float) -> str | None:
     return None if v >= 0 and math.isfinite(v) else "must be a finite number of seconds >= 0"
 
@@ -199,6 +212,8 @@ timeouts = partial(opt, group="Timeouts")
 logging_ = partial(opt, group="Logging")
 uring = partial(opt, group="io_uring")
 workers_ = partial(opt, group="Workers")
+reload_ = partial(opt, group="Reload (development)")
+websockets_ = partial(opt, group="WebSockets")
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(client)s - "%(r)s" %(s)s'
 
@@ -232,9 +247,12 @@ class Config:
         "detected).", type=int, check=_at_least(0))
     backlog: int = binding(
         2048, "Listen backlog: connections the kernel queues before accept.", check=_at_least(1))
-    reuse_port: bool = binding(
-        False, "Set SO_REUSEPORT so several processes can bind the same port and the kernel "
-        "balances connections between them.")
+    reuse_port: bool | None = binding(
+        None, "Give each worker its own listening socket with SO_REUSEPORT, so the kernel spreads "
+        "connections evenly (a listener shared by io_uring workers sends nearly every connection "
+        "to one of them: docs/design.md); --no-reuse-port shares one listener. With one worker, "
+        "--reuse-port sets SO_REUSEPORT on its listener.", type=bool,
+        default_text="on with --workers > 1")
 
     # --- HTTP behaviour ---
     root_path: str = behaviour(
@@ -287,6 +305,23 @@ class Config:
         30.0, "On shutdown, wait this many seconds for requests in flight, then close their "
         "connections.", flag="--timeout-graceful-shutdown", check=_finite_seconds)
 
+    # --- websockets (ASGI apps; ringserve/ws.py) ---
+    ws: WebSocketImpl = websockets_(
+        WebSocketImpl.AUTO, "WebSocket support: wsproto frames them; auto is wsproto when it is "
+        "installed; none answers upgrade requests with 400 (as it does for WSGI apps).")
+    ws_max_size: int = websockets_(
+        16 * 1024 * 1024, "Largest incoming WebSocket message in bytes (after decompression); a "
+        "bigger one closes the connection with 1009.", check=_at_least(1), metavar="BYTES")
+    ws_ping_interval_s: float = websockets_(
+        20.0, "Ping each WebSocket client this often (seconds); 0 sends no pings.",
+        flag="--ws-ping-interval", check=_finite_seconds)
+    ws_ping_timeout_s: float = websockets_(
+        20.0, "Close a WebSocket (1011) whose client has not answered a ping within this many "
+        "seconds; 0 waits forever.", flag="--ws-ping-timeout", check=_finite_seconds)
+    ws_per_message_deflate: bool = websockets_(
+        True, "Compress WebSocket messages (permessage-deflate) when the client offers it; costs "
+        "about 40 KiB per compressing connection (4 KiB windows; docs/design.md).")
+
     # --- logging ---
     log_level: LogLevel = logging_(
         LogLevel.INFO, "Log level of the ringserve loggers.")
@@ -327,6 +362,31 @@ class Config:
     threads: int = workers_(
         10, "Threads per worker that run a WSGI app (10, like uvicorn's WSGI middleware).",
         check=_at_least(1))
+    timeout_worker_healthcheck_s: float = workers_(
+        30.0, "With a supervisor (--workers > 1 or --reload): replace a worker whose event loop "
+        "has not run for this many seconds (an app stuck in a CPU loop), after logging its stack.",
+        flag="--timeout-worker-healthcheck", check=_at_least_seconds(1.0))
+    pid_file: str | None = workers_(
+        None, "Write the process id (the supervisor's, with workers) to this file; removed at "
+        "exit.", type=str, flag="--pid", metavar="PATH")
+
+    # --- reload (development) ---
+    reload: bool = reload_(
+        False, "Restart the workers when files change (development; needs watchfiles: pip "
+        "install 'ringserve[reload]'). A new worker that fails to import leaves the old one "
+        "serving.")
+    reload_dirs: tuple[str, ...] = reload_(
+        (), "Watch this directory for --reload; repeat for more (in the environment, one per "
+        "line).", parse=str, flag="--reload-dir", metavar="DIR",
+        default_text="the current directory", multiple=True)
+    reload_includes: tuple[str, ...] = reload_(
+        (), "Reload when a file matching this glob changes (matched against the file name, or "
+        "the path's end for a pattern with '/'); repeat for more.", parse=str,
+        flag="--reload-include", metavar="GLOB", default_text="*.py", multiple=True)
+    reload_excludes: tuple[str, ...] = reload_(
+        (), "Ignore files, and directories below a --reload-dir, matching this glob; repeat for "
+        "more.", parse=str, flag="--reload-exclude", metavar="GLOB",
+        default_text=".*, *.py[cod], *.sw.*, ~*, __pycache__", multiple=True)
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
@@ -441,6 +501,10 @@ OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 def _check_combination(config: Config) -> None:
     if config.uds is not None and config.fd is not None:
         raise ConfigError("--uds and --fd were both given; pass only one of them.")
+    if config.reload and config.app is not None and not isinstance(config.app, str):
+        raise ConfigError("--reload needs the app as an import string '<module>:<attribute>' "
+                          "(each new worker imports it afresh); pass the string instead of the "
+                          "app object.")
     if config.workers > 1 and config.app is not None and not isinstance(config.app, str):
         raise ConfigError(f"--workers {config.workers} needs the app as an import string "
                           "'<module>:<attribute>' (each worker imports it); pass the string "
@@ -486,3 +550,100 @@ def _parse_env(option: Option, name: str, text: str) -> Any:
     except ValueError as exc:
         raise ConfigError(f"Environment variable {name}={text!r} is invalid for "
                           f"{option.display}: {exc}. Fix or unset it.") from None
+
+
+# --- gunicorn: `gunicorn -k ringserve.Worker` ---------------------------------------------------
+
+_GUNICORN_MAX_REQUEST_LINE = 8190  # gunicorn's own clamps (gunicorn/http/message.py)
+_GUNICORN_MAX_HEADERS = 32768
+_GUNICORN_FIELD_SIZE = 8190
+_GUNICORN_ATOM = re.compile(r"%%|%\(([^)]*)\)([#0 +-]*\d*(?:\.\d+)?[a-zA-Z])")
+_GUNICORN_ENVIRON_ATOMS = {"remote_addr": "h", "request_method": "m", "path_info": "U",
+                           "query_string": "q", "server_protocol": "H"}
+# What gunicorn's arbiter does itself (sockets, processes, reload): never read from RINGSERVE_*.
+_GUNICORN_OWNS = frozenset({"host", "port", "uds", "fd", "backlog", "reuse_port", "workers", "reload",
+                            "reload_dirs", "reload_includes", "reload_excludes", "pid_file",
+                            "timeout_worker_healthcheck_s"})
+
+
+def from_gunicorn(cfg: Any, app: Any = None, environ: Mapping[str, str] | None = None) -> Config:
+    """The Config a gunicorn worker serves with, from gunicorn's settings object `cfg`.
+
+    gunicorn's settings decide every field they cover (ringserve_gunicorn's docstring has the
+    table); ringserve's own options (io, ring sizes, headers, interface...) come from RINGSERVE_*
+    in `environ` (os.environ by default; gunicorn's `-e RINGSERVE_IO=asyncio` sets them), then
+    defaults; what the arbiter owns (binding, processes, reload) never comes from there.
+    ConfigError for what the worker cannot serve: TLS, PROXY protocol, the uwsgi protocol.
+    """
+    import os
+
+    fatal = []
+    if cfg.is_ssl:
+        fatal.append("certfile/keyfile are set but ringserve does not terminate TLS: terminate it "
+                     "in the proxy in front of gunicorn, or use -k asgi / -k gthread")
+    if str(getattr(cfg, "proxy_protocol", "off")).lower() not in ("off", "false", "none"):
+        fatal.append("proxy_protocol is on but ringserve does not parse PROXY headers yet: turn it "
+                     "off (and use forwarded_allow_ips with X-Forwarded-*), or use -k asgi / -k sync")
+    if getattr(cfg, "protocol", "http") != "http":
+        fatal.append(f"protocol {cfg.protocol!r}: ringserve serves HTTP/1.1 only; use protocol 'http'")
+    if fatal:
+        raise ConfigError("gunicorn -k ringserve.Worker: " + "; ".join(fatal) + ".")
+    line = cfg.limit_request_line  # 0 is "unlimited": gunicorn's fast parser stops at 1 MiB
+    if line == 0:
+        line = 1 << 20
+    elif not 0 < line <= _GUNICORN_MAX_REQUEST_LINE:
+        line = _GUNICORN_MAX_REQUEST_LINE
+    fields = cfg.limit_request_fields
+    fields = fields if 0 < fields <= _GUNICORN_MAX_HEADERS else _GUNICORN_MAX_HEADERS
+    field_size = cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else _GUNICORN_FIELD_SIZE
+    level = str(cfg.loglevel).lower()
+    mapped = {
+        "app": app or getattr(cfg, "wsgi_app", None) or "gunicorn",
+        "workers": cfg.workers,  # for wsgi.multiprocess: the arbiter runs the processes
+        "threads": cfg.threads,
+        "root_path": getattr(cfg, "root_path", "") or "",
+        "lifespan": getattr(cfg, "asgi_lifespan", "auto"),
+        "loop": getattr(cfg, "asgi_loop", "auto"),
+        "ws_max_size": getattr(cfg, "websocket_max_message_size", 16 * 1024 * 1024),
+        "limit_concurrency": cfg.worker_connections or None,
+        "limit_max_requests": cfg.max_requests if cfg.max_requests > 0 else None,
+        "limit_max_requests_jitter": max(cfg.max_requests_jitter, 0) if cfg.max_requests > 0 else 0,
+        # gunicorn has no separate head limit: its bound is the line plus every field at full size
+        "limit_request_line": line,
+        "limit_request_fields": fields,
+        "limit_request_field_size": field_size,
+        "limit_request_head": line + 4 + fields * (field_size + 2),
+        # keepalive 0 (no keep-alive) has no exact equivalent: idle connections close at once
+        "timeout_keep_alive_s": cfg.keepalive if cfg.keepalive > 0 else 0.001,
+        "timeout_graceful_shutdown_s": cfg.graceful_timeout,
+        "forwarded_allow_ips": ",".join(cfg.forwarded_allow_ips),
+        "proxy_headers": "X-FORWARDED-PROTO" in {k.upper() for k in cfg.secure_scheme_headers},
+        "log_level": level if level in {choice.value for choice in LogLevel} else "info",
+        "access_log": bool(cfg.accesslog or cfg.logconfig or getattr(cfg, "logconfig_dict", None)
+                        or getattr(cfg, "logconfig_json", None)
+                        or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)),
+        "access_log_format": gunicorn_access_format(cfg.access_log_format),
+    }
+    own = env_options(os.environ if environ is None else environ)
+    own = {k: v for k, v in own.items() if k not in mapped and k not in _GUNICORN_OWNS}
+    return config_from_options(**own, **mapped)
+
+
+def gunicorn_access_format(fmt: str) -> str:
+    """gunicorn's access_log_format in ringserve's atoms: a `{VAR}e` (environ) atom becomes the
+    atom or `{header}i` it stands for; any other atom ringserve lacks prints '-', as gunicorn
+    prints for an atom it does not know."""
+    from ringserve.logs import ATOMS
+
+    def convert(match: re.Match[str]) -> str:
+        key, spec = match.group(1), match.group(2)
+        if key is None or key in ATOMS or re.fullmatch(r"\{[^}]+\}[io]", key):
+            return match.group(0)
+        var = key.lower()[1:-2] if re.fullmatch(r"\{[^}]+\}e", key, re.IGNORECASE) else ""
+        if var in _GUNICORN_ENVIRON_ATOMS:
+            return f"%({_GUNICORN_ENVIRON_ATOMS[var]}){spec}"
+        if var.startswith("http_"):
+            return "%({" + var[5:].replace("_", "-") + "}i)" + spec
+        return "-"
+
+    return _GUNICORN_ATOM.sub(convert, fmt)

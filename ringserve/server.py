@@ -20,6 +20,7 @@ from typing import Any
 from ringserve.asgi import HTTPCycle, Lifespan, ProxyHeaders, ServerState
 from ringserve.connection import Connection
 from ringserve.http import Limits
+from ringserve.ws import bind_websockets
 from ringserve.wsgi import WSGIApp
 
 logger = logging.getLogger("ringserve.error")
@@ -61,9 +62,11 @@ class Server:
         self.shared = ServerState(app, config.root_path, proxy)
         if isinstance(app, WSGIApp):  # WSGI: the app runs on a thread pool and has no lifespan
             self.cycle_class, self.lifespan = app.bind(config, loop)
+            self.ws_cycle_class = None  # a websocket upgrade gets 400
         else:
             self.cycle_class = HTTPCycle
             self.lifespan = Lifespan(app, config.lifespan, self.shared.state)
+            self.ws_cycle_class = bind_websockets(config)
         self.stop_event = asyncio.Event()
         self.all_closed = asyncio.Event()
         self.extra_headers = b"".join(
@@ -182,9 +185,12 @@ class Server:
         """Stop accepting, let in-flight requests finish, then close what is left."""
         self.draining = True
         self.backend.stop_accepting()
+        idle_until = time.monotonic() + 1.0
         for conn in list(self.conns.values()):
-            if conn.cycle is None:
-                conn.close()
+            if conn.upgraded is not None:  # a websocket: closed with 1012 (service restart)
+                conn.upgraded.shutdown()
+            elif conn.cycle is None:  # idle, or its first request still on the way: 1 s to send one
+                conn.deadline = min(conn.deadline, idle_until) if conn.deadline else idle_until
             elif not conn.cycle.head_sent:
                 conn.http.disable_keep_alive()
         if self.conns:

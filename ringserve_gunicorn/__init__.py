@@ -1,4 +1,9 @@
-"""The gunicorn worker class (`gunicorn -k ringserve.Worker`): the only place gunicorn is imported.
+"""The gunicorn worker class: `gunicorn -k ringserve.Worker app:app` (or `-k ringserve_gunicorn.Worker`).
 
-Not built yet (issue 6): importing this package works, `ringserve.Worker` does not exist yet.
+This package is the only place ringserve imports gunicorn; `ringserve.Worker` resolves here lazily.
+See ringserve_gunicorn/worker.py for the settings, signals, hooks and exit codes.
 """
+
+from ringserve_gunicorn.worker import Worker
+
+__all__ = ["Worker"]

@@ -157,7 +157,7 @@ def test_unrecognized_flag_suggests(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 2
     assert "did you mean --port?" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.config_from_argv(["m:a", "--reload"], {})
+        cli.config_from_argv(["m:a", "--use-colors"], {})
     assert "uvicorn option" in capsys.readouterr().err
 
 
