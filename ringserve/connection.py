@@ -15,8 +15,6 @@ A transport subclass (uring.RingConnection, aio.StreamConnection) provides
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
 from typing import Any
 
@@ -35,7 +33,6 @@ HIGH_WATER = 64 * 1024
 MAX_PIPELINED = 16
 LINGER_S = 2.0
 monotonic = time.monotonic
-EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 class Connection:
@@ -151,10 +148,7 @@ class Connection:
     def run_cycle(self, cycle: Any) -> None:
         server = self.server
         server.active += 1
-        if EAGER_TASKS:  # 3.12+: the app runs at once; no loop round trip when it never waits
-            cycle.task = asyncio.Task(server.run_cycle(self, cycle), loop=self.loop, eager_start=True)
-        else:
-            cycle.task = self.loop.create_task(server.run_cycle(self, cycle))
+        cycle.task = server.spawn(server.run_cycle(self, cycle))
 
     def protocol_error(self, exc: ProtocolError) -> None:
         cycle = self.cycle
@@ -179,7 +173,7 @@ class Connection:
         if self.closed:
             return
         http = self.http
-        if not http.keep_alive or cycle.more_body or self.server.draining:
+        if not http.keep_alive or cycle.more_body:
             # Unread request bytes would turn a plain close into a reset that can destroy the
             # response in flight: half-close and discard them instead.
             self.linger = self.linger or cycle.more_body
@@ -187,7 +181,9 @@ class Connection:
             return
         http.start_next_cycle()
         self.resume_reading()  # the app may have paused it by not reading a big body
-        self.deadline = monotonic() + self.server.keepalive_timeout
+        # Draining: the client was promised keep-alive; a request already on its way gets 1 s
+        # and an answer with connection: close, instead of a closed socket.
+        self.deadline = monotonic() + (1.0 if self.server.draining else self.server.keepalive_timeout)
         if self.paused_pipeline and http.buffered_requests <= MAX_PIPELINED // 2:
             self.paused_pipeline = False
             self.resume_reading()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from typing import Callable
+from typing import Any, Callable
 
 from ringserve.core.ring import OP_CANCEL, OP_POLL, Ring
 
@@ -31,6 +31,7 @@ POLLERR = 0x008
 POLLHUP = 0x010
 
 Dispatch = Callable[[list], None]
+_current_task = asyncio.current_task
 
 
 def _no_dispatch(cqes: list) -> None:  # until the server installs itself
@@ -159,7 +160,31 @@ class RingEventLoop(asyncio.SelectorEventLoop):
     def __init__(self, ring: Ring) -> None:
         self.ring = ring
         self.ring_selector = RingSelector(ring)
+        self._eager = False
         super().__init__(self.ring_selector)
+
+    def create_eager_task(self, coro: Any) -> asyncio.Task:
+        """A Task whose first step runs now, inside this call, as Python 3.12's eager tasks do.
+
+        Task.__init__ schedules its first step with loop.call_soon() once the task is fully set
+        up; in eager mode that one call runs the step at once instead (the task is current while
+        it runs, so asyncio.current_task(), anyio and sniffio see a real task). An app that
+        finishes without waiting costs no Handle and no loop round trip."""
+        if _current_task(self) is not None:  # inside another task: a step can't nest; schedule it
+            return self.create_task(coro)
+        self._eager = True
+        try:
+            return self.create_task(coro)
+        finally:
+            self._eager = False
+
+    def call_soon(self, callback, *args, context=None):
+        if self._eager:
+            self._eager = False
+            handle = asyncio.Handle(callback, args, self, context)
+            handle._run()
+            return handle
+        return super().call_soon(callback, *args, context=context)
 
 
 class EventfdDriver:

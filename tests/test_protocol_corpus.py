@@ -17,7 +17,11 @@ def corpus_server(serve):
     return serve("tests.apps.combined:app", "--no-access-log")
 
 
-@pytest.mark.parametrize("name", NAMES)
+# A valid websocket upgrade becomes a websocket session (tests/test_websocket.py), not HTTP.
+REAL = [n for n in NAMES if not any(e[0] == "request" and e[-1] == b"websocket" for e in EXPECT[n])]
+
+
+@pytest.mark.parametrize("name", REAL)
 def test_corpus_file_on_a_real_server(corpus_server, name):
     expected = EXPECT[name]
     # A request whose body ends in a protocol error is answered by the error, not by the app.
