@@ -319,8 +319,9 @@ class Config:
         20.0, "Close a WebSocket (1011) whose client has not answered a ping within this many "
         "seconds; 0 waits forever.", flag="--ws-ping-timeout", check=_finite_seconds)
     ws_per_message_deflate: bool = websockets_(
-        True, "Compress WebSocket messages (permessage-deflate) when the client offers it; costs "
-        "about 40 KiB per compressing connection (4 KiB windows; docs/design.md).")
+        True, "Compress WebSocket messages (permessage-deflate) when the client offers it. Costs "
+        "~47 KiB of memory per compressing connection (4 KiB zlib windows; 120 KiB with zlib's "
+        "defaults, as uvicorn: docs/design.md).")
 
     # --- logging ---
     log_level: LogLevel = logging_(

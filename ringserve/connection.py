@@ -8,6 +8,11 @@ response is done the connection starts the next pipelined request or closes.
 Its deadline is the keep-alive idle limit between requests and the request-head
 limit while a head arrives; the server's sweep enforces it.
 
+Switching protocols: a cycle that answers an upgrade (ws.WSCycle) calls `switch_to(handler)`;
+from then on received bytes, the peer's EOF and the deadline go to `handler.data_received(data)`,
+`handler.eof()` and `handler.timed_out()` instead of the HTTP layer (the handler gets the bytes
+that came in behind the upgrade request first). The transports are not involved.
+
 A transport subclass (uring.RingConnection, aio.StreamConnection) provides
 `write`, `write_blocked`, `drain`, `sendfile`, `pause_reading`, `resume_reading`,
 `close` (after queued output) and `abort` (at once, calling `_closed_now`).
@@ -39,7 +44,7 @@ class Connection:
     __slots__ = (
         "server", "loop", "shared", "key", "http", "cycle", "client", "sockname", "scheme",
         "closed", "close_after", "linger", "lingering", "deadline", "head_timing", "paused_pipeline",
-        "in_events",
+        "in_events", "upgraded",
     )
 
     def __init__(self, server: Any, key: int, client: Any, sockname: Any) -> None:
@@ -60,6 +65,7 @@ class Connection:
         self.head_timing = False
         self.paused_pipeline = False
         self.in_events = False
+        self.upgraded: Any = None  # the protocol handler after switch_to()
 
     # -- transport (subclasses) -------------------------------------------------
 
@@ -85,6 +91,9 @@ class Connection:
 
     def data_received(self, data: Any) -> None:
         if self.lingering:
+            return
+        if self.upgraded is not None:
+            self.upgraded.data_received(data)
             return
         self.http.receive_data(data)
         self.handle_events()
@@ -139,7 +148,13 @@ class Connection:
         if server.limit_concurrency and server.active >= server.limit_concurrency:
             self.error(503)
             return None
-        cycle = server.cycle_class(self, request, self.shared)
+        cycle_class = server.cycle_class
+        if request.upgrade is not None and request.upgrade.lower() == b"websocket":
+            cycle_class = server.ws_cycle_class
+            if cycle_class is None:  # --ws none, or a WSGI app: no websockets here
+                self.error(400)
+                return None
+        cycle = cycle_class(self, request, self.shared)
         self.cycle = cycle
         if server.draining:
             self.http.disable_keep_alive()
@@ -161,7 +176,18 @@ class Connection:
 
     def peer_closed(self) -> None:
         """EOF or a reset from the client: nothing more can be said to it."""
+        if self.upgraded is not None:
+            self.upgraded.eof()
+            return
         self.abort()
+
+    def switch_to(self, handler: Any) -> None:
+        """The connection switched protocols (101): bytes, EOF and the deadline go to `handler`."""
+        self.upgraded = handler
+        self.deadline = 0.0
+        data = self.http.trailing_data
+        if data:
+            handler.data_received(data)
 
     # -- responding ---------------------------------------------------------------
 
@@ -215,7 +241,9 @@ class Connection:
     def timed_out(self) -> None:
         """The sweep found this connection past its deadline."""
         self.deadline = 0.0
-        if self.lingering or self.cycle is not None:
+        if self.upgraded is not None:
+            self.upgraded.timed_out()
+        elif self.lingering or self.cycle is not None:
             self.abort()
         elif self.head_timing and self.http.in_head:
             self.error(408)

@@ -143,11 +143,17 @@ def test_no_proxy_headers_keeps_scheme(serve):
     assert env["REMOTE_ADDR"] == "127.0.0.1"
 
 
-def test_websocket_upgrade_is_a_normal_request(server):
-    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
-    env = environ(server, "/environ", headers)
-    assert env["HTTP_UPGRADE"] == "websocket"
+@pytest.mark.ringserve_only("gunicorn hands a websocket upgrade to a WSGI app as a plain request")
+def test_websocket_upgrade_to_a_wsgi_app_is_refused(server):
+    """A WSGI app cannot speak websocket: a clean 400 and a closed connection, not a hung socket."""
+    with server.connect() as conn:
+        conn.request("GET", "/environ", headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        assert conn.read_response().status == 400
+        assert conn.wait_closed(3)[0]
+    env = environ(server, "/environ", {"Upgrade": "h2c", "Connection": "Upgrade"})
+    assert env["HTTP_UPGRADE"] == "h2c", "other upgrades are plain requests the app may ignore"
 
 
 @pytest.mark.ringserve_only("startup log line")
