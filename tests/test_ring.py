@@ -203,3 +203,33 @@ def test_io_uring_blocked_names_the_cause_and_the_fix(err):
     else:
         assert "no io_uring" in out, out
     assert "--io asyncio" in out, out
+
+
+@ONLY
+@pytest.mark.timeout(30)
+def test_io_auto_falls_back_to_asyncio_where_io_uring_is_blocked():
+    """--io auto (the default) under Docker's seccomp behaviour: one warning naming the cause and
+    the fix, then the same server on asyncio transports."""
+    import httpx
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    cmd = [sys.executable, "-m", "tests.helpers.deny_io_uring", "EPERM", "--",
+           sys.executable, "-m", "ringserve", "tests.apps.hello:app", "--fd", str(sock.fileno())]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env(), pass_fds=(sock.fileno(),),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "running on" in line.lower():
+                break
+        out = "".join(lines)
+        assert "seccomp" in out and "Serving with --io asyncio instead" in out, out
+        assert "asyncio transports" in out, out
+        port = sock.getsockname()[1]
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!\n"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+        sock.close()
+    assert proc.returncode == 0
