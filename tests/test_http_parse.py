@@ -330,3 +330,30 @@ def test_header_values_and_names():
     out = replay_all(stream)
     assert out[0][5] == [(b"host", b"example.com"), (b"x-multi", b"a"), (b"x-multi", b"b"),
                          (b"x-inner", b"a  b")]
+
+
+@pytest.mark.parametrize("stream, eof", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False),
+    (b"GET / HTTP/1.0\r\n\r\n", False),
+    (GET, True),
+    (UPGRADE + b"\x81", False),
+])
+def test_a_finished_connection_needs_no_cycle_collector(stream, eof):
+    """llhttp holds our bound methods; once nothing more can be parsed we drop it (else every
+    connection would wait for the garbage collector)."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        conn = HTTPConnection()
+        conn.receive_data(stream)
+        if eof:
+            conn.receive_data(b"")
+        events(conn)
+        conn.response_head(200, [(b"content-length", b"0")], b"")
+        conn.response_end()
+        del conn
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

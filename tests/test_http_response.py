@@ -250,3 +250,39 @@ def test_error_response_after_a_complete_response():
     conn.response_end()
     assert conn.error_response(408).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert not conn.keep_alive
+
+
+@pytest.mark.parametrize("defaults", [b"server: x", b"no colon\r\n", b"x: a\x00b\r\n", b"x y: a\r\n",
+                                      b"x: a\r\n\r\n", "server: x\r\n"])
+def test_invalid_default_headers(defaults):
+    conn = ready()
+    with pytest.raises(LocalProtocolError):
+        conn.response_head(200, [(b"content-length", b"0")], defaults)
+
+
+def test_bad_values_are_never_cached():
+    for _ in range(3):
+        conn = ready()
+        with pytest.raises(LocalProtocolError):
+            conn.response_head(200, [(b"x-a", b"ok\r\nx-injected: 1")], b"")
+    long_value = b"v" * 1000  # too long to cache, checked every time
+    for _ in range(2):
+        conn = ready()
+        assert long_value in conn.response_head(200, [(b"x-a", long_value)], b"")
+    conn = ready()
+    with pytest.raises(LocalProtocolError):
+        conn.response_head(200, [(b"x-a", long_value + b"\x7f")], b"")
+
+
+def test_status_may_be_an_http_status_member():
+    conn = ready()
+    assert conn.response_head(HTTPStatus.NOT_FOUND, [], b"").startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
+@pytest.mark.parametrize("headers", [[(b"connection", "close")], [(b"content-length", "5")],
+                                     [(b"x-a", b"1"), (b"connection", b"x"), (b"Connection", "y")],
+                                     [(b"x-a",)], [b"x-a: b"]])
+def test_malformed_header_items(headers):
+    conn = ready()
+    with pytest.raises(LocalProtocolError):
+        conn.response_head(200, headers, b"")

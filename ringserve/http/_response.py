@@ -1,10 +1,10 @@
 """The send side: response heads, chunk framing and error responses, as bytes.
 
-Pure functions over precomputed tables; HTTPConnection keeps the state. Header values are validated
-once per head: deleting every byte but the control characters from the joined head must leave
-exactly one CRLF per line (so no CR, LF, NUL or other CTL but HTAB hides in a value, RFC 9110 5.5);
-names through a cache of names already checked. The common response costs one join and one
-translate.
+Pure functions over precomputed tables; HTTPConnection keeps the state. What the app gives is
+checked before it is joined: a header name must be a token, a value must hold no control character
+but HTAB (RFC 9110 5.5: no CR, LF or NUL to inject a header or split the response). Names and
+values that passed are remembered in bounded caches, since apps send the same ones again and again;
+status lines are precomputed and default_headers are checked once per distinct bytes object.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 _STATUS_LINES = {int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_NAMES: dict[bytes, bytes] = {}  # header name as the app spells it -> lower-cased, known valid
-_NAMES_MAX = 4096
+_NOT_CTL = bytes(c for c in range(256) if c == 9 or 0x20 <= c != 0x7f)  # what a value may hold
+_CACHE_MAX = 4096
+_NAMES: dict[bytes, bytes] = {}  # header name as the app spells it -> lower-cased; known valid
+_VALUES: set[bytes] = set()  # short header values known valid
 _FRAMING = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3}
 _DEFAULT_CLASH = 4  # an app header that replaces a default header line
-_NOT_CTL = bytes(c for c in range(256) if c == 9 or 0x20 <= c != 0x7f)  # deleted by the check
-_CRLFS = [b"\r\n" * n for n in range(128)]
-# (default_headers object, kinds by lower-cased name, [(name, line)], line count)
-_defaults: tuple = (b"", _FRAMING, [], 0)
+# (default_headers object, kinds by lower-cased name, [(name, line)])
+_defaults: tuple = (b"", _FRAMING, [])
 
 
 def status_line(status: int) -> bytes:
@@ -57,60 +57,78 @@ def _learn_name(name: bytes) -> bytes:
     if type(name) is not bytes or not _TOKEN.fullmatch(name):
         raise LocalProtocolError(f"invalid header name {name!r}")
     low = name.lower()
-    if len(_NAMES) < _NAMES_MAX:
+    if len(_NAMES) < _CACHE_MAX:
         _NAMES[name] = low
     return low
 
 
+def _learn_value(value: bytes) -> None:
+    if type(value) is not bytes:
+        raise LocalProtocolError(f"header values must be bytes, not {type(value).__name__}")
+    if value.translate(None, _NOT_CTL):
+        raise LocalProtocolError(f"control character (CR, LF, NUL...) in header value {value!r}")
+    if len(value) <= 64 and len(_VALUES) < _CACHE_MAX:
+        _VALUES.add(value)
+
+
 def _parse_defaults(defaults: bytes) -> tuple:
-    """Split pre-serialised default header lines once per distinct bytes object (about 1/s)."""
+    """Check and split pre-serialised default header lines once per distinct bytes object (the
+    server makes a new one when its date changes, once a second)."""
     global _defaults
     cached = _defaults
-    if cached[0] is defaults or cached[0] == defaults:
+    if cached[0] == defaults:
+        _defaults = cached = (defaults, cached[1], cached[2])
         return cached
+    if type(defaults) is not bytes or not defaults.endswith(b"\r\n") and defaults:
+        raise LocalProtocolError("default_headers must be bytes of CRLF-terminated lines")
     kinds = dict(_FRAMING)
     lines = []
-    for line in defaults.split(b"\r\n"):
-        if line:
-            name = line.split(b":", 1)[0].strip().lower()
-            kinds.setdefault(name, _DEFAULT_CLASH)
-            lines.append((name, line + b"\r\n"))
-    _defaults = cached = (defaults, kinds, lines, len(lines))
+    for line in defaults[:-2].split(b"\r\n") if defaults else ():
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name) or value.translate(None, _NOT_CTL):
+            raise LocalProtocolError(f"invalid default header line {line!r}")
+        kinds.setdefault(name.lower(), _DEFAULT_CLASH)
+        lines.append((name.lower(), line + b"\r\n"))
+    _defaults = cached = (defaults, kinds, lines)
     return cached
+
+
+def _has_token(value: bytes, token: bytes) -> bool:
+    return token in [t.strip(b" \t") for t in value.lower().split(b",")]
 
 
 def _bad_length(value: bytes) -> None:
     raise LocalProtocolError(f"invalid or repeated content-length {value!r}")
 
 
-def _has_token(value: bytes, token: bytes) -> bool:
-    if type(value) is not bytes:
-        raise LocalProtocolError(f"invalid connection header {value!r}")
-    return token in [t.strip(b" \t") for t in value.lower().split(b",")]
-
-
 def _app_headers(parts: list, headers, kinds: dict) -> tuple:
-    """Append the app's header lines to parts; return (content-length, connection, clashes)."""
+    """Check the app's headers and append their lines to parts; return (content-length,
+    connection, names replacing default lines)."""
     length = conn = clash = None
     names = _NAMES
+    good = _VALUES
     try:
         for name, value in headers:
             low = names.get(name) or _learn_name(name)
             kind = kinds.get(low)
-            if kind is not None:
-                if kind == 1:
-                    if length is not None or not value.isdigit():
-                        _bad_length(value)
-                    length = int(value)
-                elif kind == 2:
+            if kind == 1:
+                if length is not None or type(value) is not bytes or not value.isdigit():
+                    _bad_length(value)
+                length = int(value)
+            elif value not in good:
+                _learn_value(value)
+            if kind is not None and kind != 1:
+                if kind == 2:
                     _app_coding(value)
                     continue  # the framing is ours to choose
-                elif kind == 3:
-                    conn = value if conn is None else conn + b"," + value  # TypeError unless bytes
+                if kind == 3:
+                    conn = value if conn is None else conn + b"," + value
                 else:
                     clash = {low} if clash is None else clash | {low}
             parts += (name, b": ", value, b"\r\n")
-    except TypeError:
+    except LocalProtocolError:
+        raise
+    except (TypeError, ValueError):  # a str, None, an unhashable name, not a pair...
         raise LocalProtocolError("headers must be (bytes, bytes) pairs") from None
     return length, conn, clash
 
@@ -122,10 +140,8 @@ def build_head(line: bytes, headers, defaults: bytes, no_body: bool, http11: boo
     cached = _defaults
     if cached[0] is not defaults:
         cached = _parse_defaults(defaults)
-    _, kinds, default_lines, lines = cached
     parts = [line]
-    length, conn, clash = _app_headers(parts, headers, kinds)
-    crlf = (len(parts) - 1) // 4 + lines + 2  # status line, app headers, defaults, blank line
+    length, conn, clash = _app_headers(parts, headers, cached[1])
     if no_body:
         framing = NO_BODY
     elif length is not None:
@@ -133,7 +149,6 @@ def build_head(line: bytes, headers, defaults: bytes, no_body: bool, http11: boo
     elif http11:
         framing = CHUNKED
         parts.append(b"transfer-encoding: chunked\r\n")
-        crlf += 1
     else:
         framing = UNTIL_CLOSE
         keep_alive = False
@@ -141,31 +156,17 @@ def build_head(line: bytes, headers, defaults: bytes, no_body: bool, http11: boo
         keep_alive = False
     elif not keep_alive or (not http11 and conn is None):
         parts.append(b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n")
-        crlf += 1
     if clash is None:
         parts.append(defaults)
     else:
-        kept = [text for name, text in default_lines if name not in clash]
-        parts += kept
-        crlf += len(kept) - lines
+        parts += [text for name, text in cached[2] if name not in clash]
     parts.append(b"\r\n")
-    return _join(parts, crlf), framing, length if framing == LENGTH else 0, keep_alive
+    return b"".join(parts), framing, length if framing == LENGTH else 0, keep_alive
 
 
 def _app_coding(value: bytes) -> None:
-    if type(value) is not bytes or value.strip().lower() != b"chunked":
+    if value.strip().lower() != b"chunked":
         raise LocalProtocolError(f"unsupported transfer-encoding {value!r}; leave framing to the server")
-
-
-def _join(parts: list, crlf: int) -> bytes:
-    """Join a head of `crlf` lines, refusing control characters (CR, LF, NUL...) inside them."""
-    try:
-        head = b"".join(parts)
-    except TypeError:
-        raise LocalProtocolError("header names and values must be bytes") from None
-    if head.translate(None, _NOT_CTL) != (_CRLFS[crlf] if crlf < 128 else b"\r\n" * crlf):
-        raise LocalProtocolError("control character (CR, LF, NUL...) in a header value")
-    return head
 
 
 def informational_head(line: bytes, headers) -> bytes:
@@ -173,14 +174,14 @@ def informational_head(line: bytes, headers) -> bytes:
     parts = [line]
     _app_headers(parts, headers, {})
     parts.append(b"\r\n")
-    return _join(parts, (len(parts) - 2) // 4 + 2)
+    return b"".join(parts)
 
 
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
 
 
-_ERROR_HEADERS = {b"content-type": 1, b"content-length": 1, b"connection": 1}
+_ERROR_HEADERS = {b"content-type", b"content-length", b"connection"}
 
 
 def error_response(status: int, defaults: bytes, head_only: bool) -> bytes:

@@ -8,11 +8,14 @@ module and in _parser.py (the receive side); _response.py holds pure serialisati
 
 Receive side (_parser.RequestParser). receive_data() parses at once: httptools (llhttp) callbacks only
 append events (Request, Data, EndOfMessage) to a queue, so pipelined requests pile up there, in order.
-We never hand llhttp more than the rest of the current message: a head is fed up to its CRLFCRLF, a
-Content-Length body up to its length, a chunked body a framing line or one chunk at a time. Hence we
-always know where a message ends, can enforce the Limits exactly while bytes arrive (llhttp would
-otherwise buffer an endless header inside httptools), and every error is found at its place in the
-stream whatever the split. Its phases:
+We never hand llhttp more than the rest of the current message: a head is fed up to its CRLFCRLF (in
+one call when it arrived whole and is too short to break a limit: the common case), a Content-Length
+body up to its length, a chunked body a framing line or one chunk at a time. Hence we always know
+where a message ends, can enforce the Limits exactly while bytes arrive (httptools would otherwise
+buffer an endless header), and every error is found at its place in the stream, so the outcome never
+depends on how the bytes were split. llhttp checks the syntax (strict mode); we check in callbacks
+what it lets through: the request-line shape and version, Host, Content-Length/Transfer-Encoding
+combinations and codings, CONNECT, limits, trailing OWS. Its phases:
 
     HEAD -> (BODY | CHUNKED) -> HEAD ...     keep-alive requests
     HEAD ... -> CLOSED                       after a request that won't keep the connection, or EOF
