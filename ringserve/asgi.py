@@ -24,6 +24,10 @@ GATHER_MIN = 32 * 1024  # bodies this big go out by sendmsg beside their head, n
 EXTENSIONS = {"http.response.pathsend": {}}
 
 
+class ClientDisconnected(OSError):
+    """ASGI 2.4: send() on a connection the client has closed raises an OSError subclass."""
+
+
 class ServerState:
     """What every cycle of one server shares (built once, never per request)."""
 
@@ -185,6 +189,8 @@ class HTTPCycle:
 
     async def send(self, message: dict) -> None:
         kind = message["type"]
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{kind}'.")
@@ -193,8 +199,6 @@ class HTTPCycle:
             self.headers = message.get("headers", [])
             return
         if self.complete:
-            if self.disconnected:
-                return  # the spec: sends after a disconnect are no-ops
             raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
         if kind == "http.response.body":
             await self._send_body(message.get("body", b""), message.get("more_body", False))
@@ -272,11 +276,13 @@ class HTTPCycle:
                 self.status = 500
                 self.conn.error(500)
             elif not self.complete:
-                logger.error("ASGI callable returned without completing response.")
+                if not self.disconnected:  # an app that stops on http.disconnect is right to
+                    logger.error("ASGI callable returned without completing response.")
                 self.conn.abort()
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, asyncio.CancelledError) and self.disconnected:
+        if self.disconnected and isinstance(exc, (asyncio.CancelledError, OSError)):
+            logger.debug("ASGI application stopped after the client left: %r", exc)
             return
         logger.error("Exception in ASGI application", exc_info=exc)
         if self.head_sent:

@@ -163,7 +163,9 @@ class Connection:
     def run_cycle(self, cycle: Any) -> None:
         server = self.server
         server.active += 1
-        cycle.task = server.spawn(server.run_cycle(self, cycle))
+        task = cycle.task = server.spawn(server.run_cycle(self, cycle))
+        if not task.done():
+            server.tasks.add(task)
 
     def protocol_error(self, exc: ProtocolError) -> None:
         cycle = self.cycle

@@ -50,6 +50,7 @@ class Server:
         self.force = False
         self.hooks = hooks or WorkerHooks()
         self.spawn = task_spawner(loop)
+        self.tasks: set[asyncio.Task] = set()  # cycles still running after their first step
         self.limits = Limits(
             max_request_line=config.limit_request_line,
             max_header_count=config.limit_request_fields,
@@ -96,6 +97,8 @@ class Server:
         finally:
             self.active -= 1
             self.served += 1
+            if self.tasks:
+                self.tasks.discard(asyncio.current_task())
             if self.access_log:
                 self.log_access(conn, cycle, start)
             if self.served == self.max_requests:
@@ -195,8 +198,9 @@ class Server:
                 conn.deadline = min(conn.deadline, idle_until) if conn.deadline else idle_until
             elif not conn.cycle.head_sent:
                 conn.http.disable_keep_alive()
+        timeout = self.config.timeout_graceful_shutdown_s
+        deadline = time.monotonic() + timeout
         if self.conns:
-            timeout = self.config.timeout_graceful_shutdown_s
             try:
                 await asyncio.wait_for(self.all_closed.wait(), timeout)
             except asyncio.TimeoutError:
@@ -205,14 +209,22 @@ class Server:
                     timeout,
                     len(self.conns),
                 )
-        tasks = []
         for conn in list(self.conns.values()):
-            if conn.cycle is not None and conn.cycle.task is not None:
-                tasks.append(conn.cycle.task)
             conn.abort()
+        await self._wait_for_tasks(deadline - time.monotonic())
+
+    async def _wait_for_tasks(self, budget: float) -> None:
+        """Apps may still run after their response (a background task): give them what is left
+        of the graceful timeout, then cancel them."""
+        tasks = {t for t in self.tasks if not t.done()}
+        if tasks and budget > 0 and not self.force:
+            logger.info("Waiting for %d background task(s) to complete.", len(tasks))
+            await asyncio.wait(tasks, timeout=budget)
+        tasks = {t for t in tasks if not t.done()}
         for task in tasks:
             task.cancel()
         if tasks:
+            logger.warning("Cancelled %d task(s) still running at the end of the graceful timeout.", len(tasks))
             await asyncio.wait(tasks, timeout=1.0)
         from ringserve.sockets import close_listeners
 

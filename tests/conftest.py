@@ -70,7 +70,7 @@ _SCRUB = ("FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY")
 def pytest_addoption(parser):
     parser.addoption(
         "--server",
-        choices=("ringserve", "ringserve-asyncio", "uvicorn", "gunicorn", "all"),
+        choices=("ringserve", "ringserve-asyncio", "uvicorn", "gunicorn", "gunicorn-ringserve", "all"),
         default="all",
         help="which server the integration tests run against (uvicorn is the oracle); default: all",
     )
@@ -232,6 +232,10 @@ def server_command(kind: str, app: str, fd: int | None, args) -> list[str]:
     if kind == "gunicorn":
         bind = ["--bind", f"fd://{fd}"] if fd is not None else []
         return [sys.executable, "-m", "gunicorn", app, *bind, "--workers", "1", "--worker-class", "sync",
+                "--graceful-timeout", "5", "--log-level", "info", *gunicorn_args(args)]
+    if kind == "gunicorn-ringserve":  # gunicorn's arbiter with ringserve's worker class (tests/test_examples.py)
+        bind = ["--bind", f"fd://{fd}"] if fd is not None else []
+        return [sys.executable, "-m", "gunicorn", app, *bind, "--workers", "1", "--worker-class", "ringserve.Worker",
                 "--graceful-timeout", "5", "--log-level", "info", *gunicorn_args(args)]
     raise ValueError(kind)
 
