@@ -51,14 +51,16 @@ from ringserve.asgi import build_scope
 from ringserve.connection import monotonic
 
 try:
-    from wsproto.connection import Connection as WSConnection, ConnectionState, ConnectionType
+    from wsproto.connection import Connection as WSConnection
+    from wsproto.connection import ConnectionState, ConnectionType
     from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
     from wsproto.extensions import PerMessageDeflate
     from wsproto.frame_protocol import Opcode
     from wsproto.handshake import server_extensions_handshake
-    from wsproto.utilities import LocalProtocolError as WSLocalError, generate_accept_token
+    from wsproto.utilities import LocalProtocolError as WSLocalError
+    from wsproto.utilities import generate_accept_token
 except ImportError:  # wsproto is a dependency; without it --ws auto turns websockets off
-    WSConnection = None
+    WSConnection = None  # type: ignore[misc, assignment]
 
 logger = logging.getLogger("ringserve.error")
 
@@ -71,7 +73,7 @@ CLOSE_TIMEOUT_S = 10.0  # wait for the peer's Close (or for our last bytes to le
 DEFLATE_WINDOW_BITS = 12  # 4 KiB windows instead of 32 KiB: see DeflateSmall
 DEFLATE_MEM_LEVEL = 5
 WS_SCHEMES = {"http": "ws", "https": "wss"}
-WS_EXTENSIONS = {"websocket.http.response": {}}
+WS_EXTENSIONS: dict[str, dict] = {"websocket.http.response": {}}
 _AFTER_CLOSE = "Unexpected ASGI message '{}', after sending 'websocket.close'."
 
 
@@ -224,46 +226,37 @@ class WSCycle:
         self._gone(1006)
 
     async def run(self, app: Any) -> None:
-        if self.refusal:
-            return self._refuse()
+        if self.refusal:  # not a valid handshake: 400, or 426 naming the version we speak
+            extra = b"sec-websocket-version: 13\r\n" if self.refusal == 426 else b""
+            return self._http_error(self.refusal, extra)
         self.conn.switch_to(self)
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:
-            self._failed(exc)
+            self._ended(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            self._returned()
+            self._ended(None)
 
-    def _refuse(self) -> None:
-        """Not a valid handshake: 400, or 426 naming the version we speak (RFC 6455 4.4)."""
-        self.status = self.refusal
-        extra = b"sec-websocket-version: 13\r\n" if self.refusal == 426 else b""
-        self.conn.write(self.http.error_response(self.refusal, self.shared.default_headers + extra))
-        self._http_done()
-
-    def _returned(self) -> None:
+    def _ended(self, exc: BaseException | None) -> None:
+        """The app returned (exc None) or raised: 500 before the handshake, 1000 or 1011 after."""
         state = self.state
-        if state == CONNECTING:
-            logger.error("ASGI callable returned without completing handshake.")
-            self._error_500()
-        elif state == OPEN:
-            self._close(1000, "")
-        elif state == RESPONDING:
-            logger.error("ASGI callable returned without completing response.")
-            self.conn.abort()
-
-    def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ClientDisconnected) or (
-                isinstance(exc, asyncio.CancelledError) and self.state == CLOSED):
+        if exc is None:
+            if state == CONNECTING:
+                logger.error("ASGI callable returned without completing handshake.")
+            elif state == RESPONDING:
+                logger.error("ASGI callable returned without completing response.")
+        elif isinstance(exc, ClientDisconnected) or (
+                isinstance(exc, asyncio.CancelledError) and state == CLOSED):
             return
-        logger.error("Exception in ASGI application", exc_info=exc)
-        if self.state == CONNECTING:
-            self._error_500()
-        elif self.state == OPEN:
-            self._close(1011, "")
-        elif self.state == RESPONDING:
+        else:
+            logger.error("Exception in ASGI application", exc_info=exc)
+        if state == CONNECTING:
+            self._http_error(500)
+        elif state == OPEN:
+            self._close(1000 if exc is None else 1011, "")
+        elif state == RESPONDING:
             self.conn.abort()
 
     # -- the switched connection's handler ------------------------------------------------
@@ -287,17 +280,20 @@ class WSCycle:
         if self.state != CLOSED:
             self.state = CLOSED
             self._gone(1006)
-        conn = self.conn
-        conn.abort() if conn.close_after else conn.close()
+        if self.conn.close_after:  # we were already closing (lingering): done
+            self.conn.abort()
+        else:
+            self.conn.close()
 
     def timed_out(self) -> None:
         """The connection's deadline: a ping is due, a pong is late, or the close took too long."""
         if self.state != OPEN:
             self.conn.abort()
+        elif self.paused:  # the app is behind, so we don't read (a pong either): not the client's fault
+            self.ping_payload = None
+            self.conn.deadline = monotonic() + self.ping_interval
         elif self.ping_payload is not None and self.ping_timeout:
             self._fail(1011, "keepalive ping timeout")
-        elif self.paused:  # the app is behind, so we don't read: not the client's fault
-            self.conn.deadline = monotonic() + self.ping_interval
         else:
             self.ping_payload = os.urandom(4)
             self._write(self.ws.send(Ping(self.ping_payload)))
@@ -406,7 +402,9 @@ class WSCycle:
         if state == OPEN:
             if kind == "websocket.send":
                 data = message.get("bytes")
-                self._write(self.ws.send(Message(data=message.get("text") if data is None else data)))
+                if data is None:
+                    data = message.get("text")
+                self._write(self.ws.send(Message(data=data)))  # type: ignore[type-var]
                 if self.conn.write_blocked:
                     await self.conn.drain()
             elif kind == "websocket.close":
@@ -429,10 +427,7 @@ class WSCycle:
         if kind == "websocket.accept":
             self._accept(message.get("subprotocol"), message.get("headers") or [])
         elif kind == "websocket.close":
-            self.status = 403
-            self._gone(1006)
-            self.conn.write(self.http.error_response(403, self.shared.default_headers))
-            self._http_done()
+            self._http_error(403)
         elif kind == "websocket.http.response.start":
             status = message["status"]
             if not 200 <= status <= 599:
@@ -490,7 +485,6 @@ class WSCycle:
             out += http.response_end()
         self.conn.write(out)
         if not more:
-            self._gone(1006)
             self._http_done()
         elif self.conn.write_blocked:
             await self.conn.drain()
@@ -499,12 +493,15 @@ class WSCycle:
         """An HTTP response instead of the websocket is out: the connection closes."""
         self.state = CLOSED
         self.complete = True
+        self._gone(1006)
+        if self.early or self.http.trailing_data:  # early frames must not turn our close into a reset
+            self.conn.linger = True
         self.conn.response_done(self)
 
-    def _error_500(self) -> None:
-        self.status = 500
-        self._gone(1006)
-        self.conn.write(self.http.error_response(500, self.shared.default_headers))
+    def _http_error(self, status: int, extra: bytes = b"") -> None:
+        """A whole plain-text response (403, 500, 400/426) instead of the websocket."""
+        self.status = status
+        self.conn.write(self.http.error_response(status, self.shared.default_headers + extra))
         self._http_done()
 
     def _write(self, frame: Any) -> None:
