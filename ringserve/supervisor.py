@@ -42,6 +42,7 @@ import faulthandler
 import logging
 import mmap
 import os
+import select
 import selectors
 import signal
 import socket
@@ -81,6 +82,7 @@ class Worker:
         self.pid = 0
         self.phase = Phase.BOOTING
         self.said_ready = False  # its signal handlers are installed
+        self.signalled = False  # (in the worker) told to stop, so no replacement is asked for
         self.kill_at = 0.0  # SIGKILL deadline once retiring
         self.beat = mmap.mmap(-1, 8)  # MAP_SHARED: the worker writes monotonic(), we read it
         self.read_fd, self.write_fd = os.pipe()
@@ -139,7 +141,7 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}  # pid -> worker
         self.next_number = 1
         self.announced = self.stopping = self.forced = False
-        self.hold = False  # a reload's worker failed to boot: fork nothing until the next reload
+        self.hold = False  # a reload's new worker failed to boot: no rolling until the next one
         self.exit_code = 0
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
@@ -248,8 +250,8 @@ class Supervisor:
         """Fork and retire workers until every slot has one current, ready worker."""
         if self.stopping:
             return
-        for slot in range(self.target):
-            if not self.live(slot) and not self.hold:
+        for slot in range(self.target):  # --reload waits for a change after a failed boot
+            if not self.live(slot) and not (self.hold and self.config.reload):
                 self.spawn(slot)
         if not self.hold and not any(w.phase is Phase.BOOTING for w in self.workers.values()):
             for slot in range(self.target):  # a rolling restart: one slot at a time
@@ -280,9 +282,20 @@ class Supervisor:
         worker = Worker(self.next_number, slot, self.generation)
         self.next_number += 1
         listeners = self.slots.of(slot)
-        pid = os.fork()
-        if pid == 0:
-            _child(self, worker, listeners)  # never returns
+        # Signals wait until the child has its own handlers (else one could run ours in it).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _child(self, worker, listeners, mask)  # never returns
+        except OSError as exc:  # EAGAIN/ENOMEM: the next pass of the loop tries again
+            logger.error("Cannot fork a worker: %s", exc)
+            for fd in (worker.read_fd, worker.write_fd):
+                os.close(fd)
+            worker.beat.close()
+            return worker
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker.pid = pid
         os.close(worker.write_fd)
         os.set_blocking(worker.read_fd, False)
@@ -400,18 +413,19 @@ def _reuse_port_address(config: Any, listeners: list[socket.socket]) -> Any:
 # --- the worker side (in the forked child) -----------------------------------------------------
 
 
-def _child(sup: Supervisor, worker: Worker, listeners: list[socket.socket]) -> None:
+def _child(sup: Supervisor, worker: Worker, listeners: list[socket.socket], mask: Any) -> None:
     """The forked worker: never returns, never runs the supervisor's cleanup."""
     code = 1
     try:
         _child_signals()
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         sup.close_in_child(keep=listeners)
         os.close(worker.read_fd)
         worker.pid = os.getpid()
         logging.getLogger("ringserve.error").addFilter(_drop_running_line)
         code = _serve_in_child(sup.worker_config, worker, listeners)
-    except BaseException:  # noqa: BLE001 (the child must reach os._exit)
+    except BaseException:  # the child must reach os._exit
         logger.exception("%s crashed", worker)
     finally:
         with contextlib.suppress(Exception):
@@ -444,27 +458,50 @@ def _serve_in_child(config: Any, worker: Worker, listeners: list[socket.socket])
     except ConfigError as exc:
         logger.error("%s", exc)
         return BOOT_FAILED
-    beat = worker.beat
+    beat, parent = worker.beat, os.getppid()
 
     def tick(server: Any) -> None:
         struct.pack_into("d", beat, 0, now())
+        _accept_stranded(server)
+        if os.getppid() != parent and not server.stop_event.is_set():
+            logger.warning("Worker %d [pid %d]: the supervisor is gone; shutting down.",
+                           worker.number, worker.pid)
+            server.request_stop()
 
     hooks = WorkerHooks(install_signals=False, tick=tick, started=lambda s: _started(s, worker))
     return run_worker(config, app, listeners, hooks)
 
 
+def _accept_stranded(server: Any) -> None:
+    """Stop-gap for lost accept wake-ups (docs/design.md, Process model; it belongs in uring.py):
+    a connection can wait in a listener's queue although our ring's accept is armed, when its
+    wake-up went to a ring that was cancelling its accept. Accept it here (every 250 ms)."""
+    backend = server.backend
+    if server.draining or not hasattr(backend, "new_connection"):
+        return
+    for listener in getattr(backend, "listeners", ()):
+        waiting = select.poll()
+        waiting.register(listener.fd, select.POLLIN)
+        while listener.armed and waiting.poll(0):
+            try:
+                sock, _ = listener.sock.accept()
+            except OSError:
+                break
+            backend.new_connection(sock.detach(), listener)
+
+
 def _started(server: Any, worker: Worker) -> None:
     loop = server.loop
-    loop.add_signal_handler(signal.SIGTERM, server.request_stop)
-    loop.add_signal_handler(signal.SIGQUIT, server.request_stop, True)
-    loop.add_signal_handler(signal.SIGUSR2, _leave, server)
+    loop.add_signal_handler(signal.SIGTERM, _signalled, server, worker, False)
+    loop.add_signal_handler(signal.SIGQUIT, _signalled, server, worker, True)
+    loop.add_signal_handler(signal.SIGUSR2, _leave, server, worker)
     struct.pack_into("d", worker.beat, 0, now())
     logger.info("Worker %d [pid %d] ready: %s", worker.number, worker.pid, server.backend.describe())
     _tell(worker, READY)
     loop.create_task(_on_stop(server, worker))
 
 
-def _leave(server: Any) -> None:
+def _leave(server: Any, worker: Worker) -> None:
     """SIGUSR2 (SIGTTOU removed this slot): drain, and close the listeners as soon as the accept
     is cancelled, so that the kernel stops steering connections to this slot's listener."""
 
@@ -475,13 +512,22 @@ def _leave(server: Any) -> None:
             sock.close()
 
     server.loop.create_task(close_listeners())
-    server.request_stop()
+    _signalled(server, worker, False)
+
+
+def _signalled(server: Any, worker: Worker, force: bool) -> None:
+    """TERM (drain) or QUIT (force), from the supervisor or from outside (systemd or a shell
+    signalling the whole group): stop without asking for a replacement."""
+    worker.signalled = True
+    server.request_stop(force)
 
 
 async def _on_stop(server: Any, worker: Worker) -> None:
-    """Tell the supervisor when this worker drains, so that it starts a replacement."""
+    """Tell the supervisor when this worker drains by itself (--limit-max-requests), so that it
+    starts the replacement now."""
     await server.stop_event.wait()
-    _tell(worker, DRAINING)
+    if not worker.signalled:
+        _tell(worker, DRAINING)
 
 
 def _tell(worker: Worker, message: bytes) -> None:
