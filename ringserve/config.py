@@ -345,9 +345,11 @@ class Config:
         4096, "Submission queue entries of the ring (the kernel rounds up to a power of two).",
         check=_between(1, 32768))
     ring_buffers: int = uring(
-        4096, "Receive buffers in the provided-buffer ring.", check=_power_of_two)
+        1024, "Receive buffers in the provided-buffer ring (the most receives one loop iteration "
+        "can take before the ring runs dry and re-arms).", check=_power_of_two)
     ring_buffer_size: int = uring(
-        4096, "Size of each receive buffer in bytes.", check=_between(64, 1 << 24),
+        16384, "Size of each receive buffer in bytes: 1024 x 16 KiB = 16 MiB per worker; bigger "
+        "buffers mean fewer completions (and Python calls) per upload.", check=_between(64, 1 << 24),
         metavar="BYTES")
 
     # --- workers ---
