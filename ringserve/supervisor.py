@@ -334,6 +334,10 @@ class Supervisor:
                 worker.kill_at = now() + DUMP_WAIT_S
 
     def reap(self) -> None:
+        # Signals that arrived since select() returned come first: a worker that exited because the
+        # whole group got SIGTERM must not look like one that died while we were not stopping.
+        with contextlib.suppress(BlockingIOError):
+            self.readable(None)
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
