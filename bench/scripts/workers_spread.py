@@ -47,7 +47,7 @@ def conn_spread(n=400, conc=8):
 def wrk(conc, secs, tally):
     cmd = ["wrk", "-t2", f"-c{conc}", f"-d{secs}s", f"http://127.0.0.1:{PORT}/"]
     if tally:
-        cmd[1:1] = ["-s", "/tmp/tally.lua"]
+        cmd[1:1] = ["-s", str(__import__("pathlib").Path(__file__).with_name("tally.lua"))]
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"TALLY (.*)", out)
