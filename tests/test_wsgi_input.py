@@ -10,26 +10,12 @@ import time
 
 import pytest
 
+from wsgi_fixtures import COMPLAINTS, wsgi_fixtures
+
 pytestmark = pytest.mark.timeout(60)
 
-WSGI_APPS = {"raw": "tests.apps.wsgi_app:app", "validated": "tests.apps.wsgi_app:validated"}
-COMPLAINTS = ("WSGIWarning", "AssertionError", "Exception ignored", "garbage collected without being closed")
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module", params=("ringserve", "ringserve-asyncio", "gunicorn"))
-def server_kind(request):
-    if request.param == "gunicorn":
-        pytest.importorskip("gunicorn", reason="the WSGI oracle: pip install gunicorn")
-    return request.param
-
-
-@pytest.fixture(scope="module", params=sorted(WSGI_APPS))
-def server(request, serve):
-    server = serve(WSGI_APPS[request.param])
-    yield server
-    output = server.output()
-    assert not [c for c in COMPLAINTS if c in output], output
+server_kind, server = wsgi_fixtures(COMPLAINTS + ("AssertionError",))
 
 
 def post(server, target: str, body: bytes, headers=None) -> dict:
