@@ -314,9 +314,12 @@ class RingConnection(Connection):
             if type(item) is FileJob and not item.future.done():
                 item.future.set_result(None)
         self.outq.clear()
-        if self.pipe is not None:  # the ring holds its own references while splicing
-            os.close(self.pipe[0])
-            os.close(self.pipe[1])
+        if self.pipe is not None:
+            # Through the ring, after the splices already queued: an os.close() here would free the
+            # numbers before those SQEs are submitted, and the next accept could reuse them.
+            ud = (self.key << 8) | OP_CLOSE
+            self.ring.close_fd(self.pipe[0], ud)
+            self.ring.close_fd(self.pipe[1], ud)
             self.pipe = None
 
 
