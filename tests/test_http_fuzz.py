@@ -4,29 +4,14 @@ well-formed order; whatever the app asks, response_head returns a valid head or 
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import httptools
 import pytest
+from test_http_corpus import harness  # the corpus replay harness, loaded once
 
 from ringserve.http import EndOfMessage, HTTPConnection, Limits, LocalProtocolError
 
-
-def _load(name: str):
-    module = sys.modules.get(f"rs_http_{name}")
-    if module is None:
-        path = Path(__file__).parent / "corpus" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"rs_http_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-harness = _load("harness")
 SEEDS = [harness.load_http(p.stem) for p in sorted(harness.CORPUS.glob("*.http"))]
 TOKENS = [b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"\x00", b" ", b"\t", b":", b",", b";", b"?", b"#",
           b"\xff", b"\x7f", b"chunked", b"gzip", b"0", b"1", b"f" * 17, b"-", b"+", b"HTTP/1.1",

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from test_http_corpus import harness  # the corpus replay harness, loaded once
 
 from ringserve.http import NEED_DATA, HTTPConnection, Limits, ProtocolError
 
-
-def _load(name: str):
-    module = sys.modules.get(f"rs_http_{name}")
-    if module is None:
-        path = Path(__file__).parent / "corpus" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"rs_http_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-harness = _load("harness")
 replay_all = harness.replay_all
 SMALL = Limits(max_request_line=64, max_header_count=5, max_header_field=48, max_head_bytes=200,
                max_body=10)

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from test_http_corpus import harness  # the corpus replay harness, loaded once
 
-from ringserve.http import (NEED_DATA, PAUSED, ConnectionClosed, Data, EndOfMessage, HTTPConnection,
-                            LocalProtocolError, ProtocolError, Request)
+from ringserve.http import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    HTTPConnection,
+    LocalProtocolError,
+    ProtocolError,
+    Request,
+)
 
-
-def _load(name: str):
-    module = sys.modules.get(f"rs_http_{name}")
-    if module is None:
-        path = Path(__file__).parent / "corpus" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"rs_http_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-harness = _load("harness")
 req, replay_all = harness.req, harness.replay_all
 END, CLOSED = ("end",), ("closed",)
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
