@@ -98,7 +98,7 @@ class Server:
             self.active -= 1
             self.served += 1
             if self.tasks:
-                self.tasks.discard(asyncio.current_task())
+                self.tasks.discard(asyncio.current_task(self.loop))  # with the loop: no getpid()
             if self.access_log:
                 self.log_access(conn, cycle, start)
             if self.served == self.max_requests:
