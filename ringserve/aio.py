@@ -35,6 +35,13 @@ class StreamConnection(Connection, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (peer[0], peer[1])
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:  # asyncio finished the handshake before calling us
+            from ringserve.tls import ConnectionTLS
+
+            self.scheme = "https"
+            self.tls = ConnectionTLS(self.server.tls, sslobj)
+            self.extensions = self.tls.extensions(self.extensions)
         self.server.conns[self.key] = self  # accepted while draining: served once, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -137,12 +144,16 @@ class AsyncioBackend:
 
     async def start_async(self, server: Any, socks: list[socket.socket]) -> None:
         self.server = server
+        tls = server.tls
+        kw: dict[str, Any] = {}
+        if tls is not None:
+            kw = {"ssl": tls.context, "ssl_handshake_timeout": tls.handshake_timeout}
         for sock in socks:
             sockname = sockname_of(sock)
             if sock.family == socket.AF_UNIX:
-                srv = await self.loop.create_unix_server(lambda s=sockname: self._protocol(s), sock=sock)
+                srv = await self.loop.create_unix_server(lambda s=sockname: self._protocol(s), sock=sock, **kw)
             else:
-                srv = await self.loop.create_server(lambda s=sockname: self._protocol(s), sock=sock)
+                srv = await self.loop.create_server(lambda s=sockname: self._protocol(s), sock=sock, **kw)
             self.servers.append(srv)
 
     def stop_accepting(self) -> None:

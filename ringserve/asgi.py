@@ -91,7 +91,7 @@ def build_scope(conn: Any, request: Any, shared: ServerState) -> dict:
         "query_string": request.query,
         "headers": request.headers,
         "state": shared.state.copy(),
-        "extensions": shared.extensions,
+        "extensions": conn.extensions,
     }
     if shared.proxy is not None:
         shared.proxy.apply(scope)

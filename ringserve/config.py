@@ -64,6 +64,12 @@ class IOBackend(Choice):
     ASYNCIO = "asyncio"
 
 
+class KTLS(Choice):
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
 class WebSocketImpl(Choice):
     AUTO = "auto"
     NONE = "none"
@@ -214,6 +220,7 @@ uring = partial(opt, group="io_uring")
 workers_ = partial(opt, group="Workers")
 reload_ = partial(opt, group="Reload (development)")
 websockets_ = partial(opt, group="WebSockets")
+tls_ = partial(opt, group="TLS (HTTPS)")
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(client)s - "%(r)s" %(s)s'
 
@@ -253,6 +260,37 @@ class Config:
         "to one of them: docs/design.md); --no-reuse-port shares one listener. With one worker, "
         "--reuse-port sets SO_REUSEPORT on its listener.", type=bool,
         default_text="on with --workers > 1")
+
+    # --- TLS (uvicorn's flag names; ringserve/tls.py) ---
+    ssl_certfile: str | None = tls_(
+        None, "Serve HTTPS with this certificate (PEM; the chain after the leaf, and the key too "
+        "if --ssl-keyfile is not given).", type=str, metavar="PATH")
+    ssl_keyfile: str | None = tls_(
+        None, "The private key of --ssl-certfile (PEM).", type=str, metavar="PATH")
+    ssl_keyfile_password: str | None = tls_(
+        None, "Password that decrypts --ssl-keyfile.", type=str, metavar="PASSWORD")
+    ssl_version: int = tls_(
+        17, "SSL context protocol, as Python's ssl.PROTOCOL_* number (17 = PROTOCOL_TLS_SERVER: "
+        "TLS 1.2 and 1.3).", check=_between(0, 32))
+    ssl_cert_reqs: int = tls_(
+        0, "Client certificates (mutual TLS): 0 none, 1 optional, 2 required; checked against "
+        "--ssl-ca-certs.", check=_between(0, 2))
+    ssl_ca_certs: str | None = tls_(
+        None, "CA certificates (PEM) that client certificates must chain to.", type=str,
+        metavar="PATH")
+    ssl_ciphers: str | None = tls_(
+        None, "TLS 1.2 cipher list, in OpenSSL's syntax (TLS 1.3 suites are OpenSSL's). The "
+        "default is Python's: ECDHE with AES-GCM or ChaCha20 first, no SHA-1 (uvicorn's 'TLSv1' "
+        "would put CBC-SHA1 suites, which kTLS cannot take, first).", type=str, metavar="CIPHERS",
+        default_text="Python's ssl default")
+    ktls: KTLS = tls_(
+        KTLS.AUTO, "Kernel TLS: after the handshake the kernel encrypts (and for TLS 1.2 also "
+        "decrypts), so the ring sends plaintext and files go out by splice. auto uses it where "
+        "the kernel has the tls module and the cipher allows it (and says why not at start-up); "
+        "on refuses to start without it; off keeps TLS in OpenSSL.")
+    timeout_tls_handshake_s: float = tls_(
+        10.0, "Close a connection whose TLS handshake has not finished this many seconds after "
+        "it was accepted.", flag="--timeout-tls-handshake", check=_seconds)
 
     # --- HTTP behaviour ---
     root_path: str = behaviour(
@@ -502,6 +540,18 @@ OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 
 def _check_combination(config: Config) -> None:
+    if config.ssl_certfile is None:
+        given = [name for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs")
+                 if getattr(config, name) is not None]
+        if config.ssl_cert_reqs:
+            given.append("ssl_cert_reqs")
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags} given without --ssl-certfile: pass the server certificate "
+                              "with --ssl-certfile to serve HTTPS.")
+    if config.ssl_cert_reqs and config.ssl_ca_certs is None:
+        raise ConfigError(f"--ssl-cert-reqs {config.ssl_cert_reqs} asks for client certificates "
+                          "but there is nothing to check them against: add --ssl-ca-certs PATH.")
     if config.uds is not None and config.fd is not None:
         raise ConfigError("--uds and --fd were both given; pass only one of them.")
     if config.reload and config.app is not None and not isinstance(config.app, str):
@@ -581,9 +631,6 @@ def from_gunicorn(cfg: Any, app: Any = None, environ: Mapping[str, str] | None =
     import os
 
     fatal = []
-    if cfg.is_ssl:
-        fatal.append("certfile/keyfile are set but ringserve does not terminate TLS: terminate it "
-                     "in the proxy in front of gunicorn, or use -k asgi / -k gthread")
     if str(getattr(cfg, "proxy_protocol", "off")).lower() not in ("off", "false", "none"):
         fatal.append("proxy_protocol is on but ringserve does not parse PROXY headers yet: turn it "
                      "off (and use forwarded_allow_ips with X-Forwarded-*), or use -k asgi / -k sync")
@@ -627,6 +674,13 @@ def from_gunicorn(cfg: Any, app: Any = None, environ: Mapping[str, str] | None =
                         or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)),
         "access_log_format": gunicorn_access_format(cfg.access_log_format),
     }
+    if cfg.is_ssl:  # gunicorn's certfile, keyfile, ca_certs, cert_reqs, ciphers (not the deprecated ssl_version)
+        mapped.update(
+            ssl_certfile=cfg.certfile, ssl_keyfile=cfg.keyfile, ssl_ca_certs=cfg.ca_certs,
+            ssl_cert_reqs=int(cfg.cert_reqs),
+        )
+        if cfg.ciphers:
+            mapped["ssl_ciphers"] = cfg.ciphers
     own = env_options(os.environ if environ is None else environ)
     own = {k: v for k, v in own.items() if k not in mapped and k not in _GUNICORN_OWNS}
     return config_from_options(**own, **mapped)

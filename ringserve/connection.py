@@ -44,7 +44,7 @@ class Connection:
     __slots__ = (
         "server", "loop", "shared", "key", "http", "cycle", "client", "sockname", "scheme",
         "closed", "close_after", "linger", "lingering", "deadline", "head_timing", "paused_pipeline",
-        "in_events", "upgraded",
+        "in_events", "upgraded", "tls", "extensions",
     )
 
     def __init__(self, server: Any, key: int, client: Any, sockname: Any) -> None:
@@ -66,6 +66,8 @@ class Connection:
         self.paused_pipeline = False
         self.in_events = False
         self.upgraded: Any = None  # the protocol handler after switch_to()
+        self.tls: Any = None  # tls.ConnectionTLS once a TLS handshake is done
+        self.extensions = server.shared.extensions  # the scope's, plus "tls" over TLS
 
     # -- transport (subclasses) -------------------------------------------------
 

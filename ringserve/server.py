@@ -34,7 +34,7 @@ BUFFER_SHIFT = 16
 class Server:
     def __init__(
         self, config: Any, app: Any, socks: list[socket.socket], backend: Any, loop: Any,
-        hooks: "WorkerHooks | None" = None,
+        hooks: "WorkerHooks | None" = None, tls: Any = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -63,6 +63,7 @@ class Server:
         self.limit_concurrency = config.limit_concurrency or 0
         proxy = ProxyHeaders(config.forwarded_allow_ips) if config.proxy_headers else None
         self.shared = ServerState(app, config.root_path, proxy)
+        self.tls = tls  # tls.TLSSettings when serving HTTPS
         if isinstance(app, WSGIApp):  # WSGI: the app runs on a thread pool and has no lifespan
             self.cycle_class, self.lifespan = app.bind(config, loop)
             self.ws_cycle_class = None  # a websocket upgrade gets 400
@@ -183,7 +184,8 @@ class Server:
     def running_message(self) -> str:
         from ringserve.sockets import describe
 
-        where = ", ".join(describe(sock) for sock in self.socks)
+        scheme = "https" if self.tls is not None else "http"
+        where = ", ".join(describe(sock, scheme) for sock in self.socks)
         return f"Ringserve running on {where} (Press CTRL+C to quit) with {self.backend.describe()}"
 
     async def drain(self) -> None:
@@ -239,6 +241,14 @@ def serve(config: Any) -> int:
     from ringserve.sockets import bind_listeners, close_listeners
     from ringserve.supervisor import pid_file, supervise
 
+    if config.ssl_certfile is not None:  # a bad certificate or key: say so before binding or forking
+        from ringserve.tls import create_context
+
+        try:
+            create_context(config)
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return 1
     if config.workers > 1 or config.reload:
         return supervise(config)
     try:
@@ -264,8 +274,18 @@ def run_worker(config: Any, app: Any, listeners: list[socket.socket], hooks: "Wo
         logger.error("%s", exc)
         close_listeners(listeners, config)
         return 1
+    try:
+        from ringserve.tls import TLSSettings
+
+        tls = TLSSettings.load(config, backend.name)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        close_listeners(listeners, config)
+        backend.close()
+        loop.close()
+        return 1
     asyncio.set_event_loop(loop)
-    server = Server(config, app, listeners, backend, loop, hooks)
+    server = Server(config, app, listeners, backend, loop, hooks, tls)
     try:
         code = loop.run_until_complete(server.main())
     finally:

@@ -47,15 +47,15 @@ def close_listeners(sockets: list[socket.socket], config: Any) -> None:
             pass
 
 
-def describe(sock: socket.socket) -> str:
-    """'http://127.0.0.1:8000', 'http://[::1]:8000' or 'unix:/run/app.sock' for startup logs."""
+def describe(sock: socket.socket, scheme: str = "http") -> str:
+    """'http://127.0.0.1:8000', 'https://[::1]:8000' or 'unix:/run/app.sock' for startup logs."""
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
         if isinstance(address, bytes):  # Linux abstract namespace: b"\0name"
             address = "@" + address[1:].decode("utf-8", "replace")
         return f"unix:{address}"
     host, port = address[0], address[1]
-    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{scheme}://{host}:{port}"
 
 
 # --- TCP -----------------------------------------------------------------------------------------

@@ -273,7 +273,8 @@ class Supervisor:
         from ringserve.sockets import describe
 
         self.announced = True
-        where = ", ".join(describe(sock) for sock in self.slots.of(0))
+        scheme = "https" if self.config.ssl_certfile else "http"
+        where = ", ".join(describe(sock, scheme) for sock in self.slots.of(0))
         how = "a listener per worker (SO_REUSEPORT)" if self.slots.address else "one shared listener"
         logger.info("Ringserve running on %s with %d worker%s, %s (Press CTRL+C to quit)", where,
                     self.target, "" if self.target == 1 else "s", how)

@@ -91,7 +91,7 @@ class Gather:
 class RingConnection(Connection):
     __slots__ = (
         "ring", "fd", "sending", "outq", "out_bytes", "recv_state", "want_read", "drainer",
-        "pipe", "ud_recv", "ud_send",
+        "pipe", "ud_recv", "ud_send", "sender", "msg_sender",
     )
 
     def __init__(self, server: Any, key: int, fd: int, client: Any, sockname: Any) -> None:
@@ -107,6 +107,8 @@ class RingConnection(Connection):
         self.pipe: tuple[int, int] | None = None
         self.ud_recv = (key << 8) | OP_RECV
         self.ud_send = (key << 8) | OP_SEND
+        self.sender = self.ring.send  # (fd, buf, n, ud); kTLS sockets swap in send_partial
+        self.msg_sender = self.ring.sendmsg
 
     # -- receiving ---------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class RingConnection(Connection):
         self.out_bytes += len(data)
         if self.sending is None:
             self.sending = data
-            self.ring.send(self.fd, data, len(data), self.ud_send)
+            self.sender(self.fd, data, len(data), self.ud_send)
         else:
             self.outq.append(data)
 
@@ -159,7 +161,7 @@ class RingConnection(Connection):
         self.out_bytes += job.total
         if self.sending is None:
             self.sending = job
-            self.ring.sendmsg(self.fd, job.msg, self.ud_send)
+            self.msg_sender(self.fd, job.msg, self.ud_send)
         else:
             self.outq.append(job)
 
@@ -181,7 +183,7 @@ class RingConnection(Connection):
             rest = (b"".join(data.parts) if type(data) is Gather else data)[res:]
             self.sending = rest
             self.out_bytes -= res
-            self.ring.send(self.fd, rest, len(rest), self.ud_send)
+            self.sender(self.fd, rest, len(rest), self.ud_send)
             return
         self.out_bytes -= res
         self._next_output()
@@ -201,7 +203,7 @@ class RingConnection(Connection):
             return
         if first is Gather:
             job = self.sending = q.pop(0)
-            self.ring.sendmsg(self.fd, job.msg, self.ud_send)
+            self.msg_sender(self.fd, job.msg, self.ud_send)
             return
         n = 1
         while n < len(q) and type(q[n]) is bytes:
@@ -209,7 +211,7 @@ class RingConnection(Connection):
         data = q[0] if n == 1 else b"".join(q[:n])
         del q[:n]
         self.sending = data
-        self.ring.send(self.fd, data, len(data), self.ud_send)
+        self.sender(self.fd, data, len(data), self.ud_send)
         if self.drainer is not None and self.out_bytes <= HIGH_WATER:
             self._wake_drainer()
 
@@ -354,9 +356,14 @@ class RingBackend:
         self.listeners: list[Listener] = []
         self.multishot_recv = 1
         self.next_key = 1
+        self.conn_class: Any = RingConnection
 
     def start(self, server: Any, socks: list[socket.socket]) -> None:
         self.server = server
+        if server.tls is not None:
+            from ringserve.uring_tls import TLSRingConnection
+
+            self.conn_class = TLSRingConnection
         self.listeners = [Listener(s, i) for i, s in enumerate(socks)]
         for listener in self.listeners:
             self.arm_accept(listener)
@@ -431,7 +438,7 @@ class RingBackend:
         client = (host, port) if family in (socket.AF_INET, socket.AF_INET6) else None
         key = self.next_key
         self.next_key = key + 1
-        conn = RingConnection(server, key, fd, client, listener.sockname)
+        conn = self.conn_class(server, key, fd, client, listener.sockname)
         if server.draining:
             conn.deadline = min(conn.deadline, monotonic() + 1.0)
         server.conns[key] = conn

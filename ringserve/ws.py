@@ -166,7 +166,7 @@ def ws_scope(conn: Any, request: Any, shared: Any, subprotocols: list[str]) -> d
     scope["type"] = "websocket"
     scope["scheme"] = WS_SCHEMES.get(scope["scheme"], scope["scheme"])  # after proxy headers
     scope["subprotocols"] = subprotocols
-    scope["extensions"] = WS_EXTENSIONS
+    scope["extensions"] = WS_EXTENSIONS if conn.tls is None else conn.tls.extensions(WS_EXTENSIONS)
     return scope
 
 

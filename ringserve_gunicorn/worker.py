@@ -39,7 +39,10 @@ Settings (gunicorn's meaning kept unless said)
   permit_* and strip_header_spaces parser options, statsd and a custom logger_class's access()
   (ringserve writes the access line itself). Silently irrelevant: http_parser, sendfile (files
   are spliced), asgi_disconnect_grace_period. Refused at start (gunicorn stops with the reason):
-  certfile / keyfile (no TLS in ringserve), proxy_protocol, protocol uwsgi.
+  proxy_protocol, protocol uwsgi.
+  certfile, keyfile, ca_certs, cert_reqs, ciphers   TLS as --ssl-certfile, --ssl-keyfile,
+                                --ssl-ca-certs, --ssl-cert-reqs, --ssl-ciphers (kTLS per RINGSERVE_KTLS);
+                                the deprecated ssl_version is ignored
 Environment: ringserve's own options (io, sqpoll, ring sizes, headers, interface...) are read
 from RINGSERVE_* variables, e.g. `gunicorn -k ringserve.Worker -e RINGSERVE_IO=asyncio app:app`.
 

@@ -43,6 +43,7 @@ missing_packages() {
     local pkgs=()
     command -v "${CC:-cc}" >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || pkgs+=(build-essential)
     have_header liburing.h || pkgs+=(liburing-dev)
+    have_header openssl/ssl.h || pkgs+=(libssl-dev)
     command -v "$PYTHON" >/dev/null 2>&1 || pkgs+=(python3)
     python_has_headers || pkgs+=(python3-dev)
     "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
@@ -80,16 +81,17 @@ inputs_hash() {
     {
         "$VENV/bin/python" -V 2>&1
         cat pyproject.toml setup.py 2>/dev/null || true
-        cat ringserve/core/ring.c ringserve/core/ring.h ringserve/core/_build.py 2>/dev/null || true
+        cat ringserve/core/ring.c ringserve/core/ring.h ringserve/core/_build.py \
+            ringserve/core/tls.c ringserve/core/tls.h ringserve/core/_build_tls.py 2>/dev/null || true
     } | sha256sum | cut -d' ' -f1
 }
 built_core_imports() {
-    [ ! -f ringserve/core/_build.py ] || "$VENV/bin/python" -c 'import ringserve.core._ring' >/dev/null 2>&1
+    [ ! -f ringserve/core/_build.py ] || "$VENV/bin/python" -c 'import ringserve.core._ring, ringserve.core._tls' >/dev/null 2>&1
 }
 want=$(inputs_hash)
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ] || ! built_core_imports; then
     log "pip install -e '.[test]' (builds the io_uring core)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
-    built_core_imports || die "the io_uring core was built but 'import ringserve.core._ring' fails"
+    built_core_imports || die "the io_uring core was built but 'import ringserve.core._ring, ringserve.core._tls' fails"
     echo "$want" >"$STAMP"
 fi

@@ -85,6 +85,11 @@ def test_missing_app() -> None:
     ({"access_log_format": "100%"}, "literal % as %%"),
     ({"uds": "/tmp/x.sock", "fd": 3}, "only one of them"),
     ({"workers": 2, "app": object()}, "import string"),
+    ({"ssl_keyfile": "k.pem"}, "--ssl-keyfile given without --ssl-certfile"),
+    ({"ssl_cert_reqs": 2, "ssl_ca_certs": "ca.pem"}, "--ssl-ca-certs, --ssl-cert-reqs given without --ssl-certfile"),
+    ({"ssl_certfile": "c.pem", "ssl_cert_reqs": 1}, "add --ssl-ca-certs PATH"),
+    ({"ssl_certfile": "c.pem", "ssl_cert_reqs": 3}, "between 0 and 2"),
+    ({"ssl_certfile": "c.pem", "ktls": "maybe"}, "not one of auto"),
 ])
 def test_invalid_values(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

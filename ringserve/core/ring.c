@@ -520,6 +520,35 @@ int rs_sendmsg(struct rs_ring *r, int fd, const struct msghdr *msg,
 }
 
 /*
+ * The same two without MSG_WAITALL, for kTLS sockets: tls_sw_sendmsg()
+ * refuses any flag but MORE, DONTWAIT and NOSIGNAL with -EOPNOTSUPP, so a
+ * short send comes back as such and the caller sends the rest.
+ */
+int rs_send_partial(struct rs_ring *r, int fd, const char *buf,
+		    unsigned int len, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = rs_sqe(r, 1);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int rs_sendmsg_partial(struct rs_ring *r, int fd, const struct msghdr *msg,
+		       uint64_t ud)
+{
+	struct io_uring_sqe *sqe = rs_sqe(r, 1);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+/*
  * File to socket with no copy through userspace: there is no sendfile
  * opcode, so splice file -> pipe and pipe -> socket, linked.  A short first
  * splice fails the link (the second CQE is -ECANCELED); the caller then

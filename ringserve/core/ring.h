@@ -104,6 +104,10 @@ int rs_send(struct rs_ring *r, int fd, const char *buf, unsigned int len,
 	    uint64_t ud);
 int rs_sendmsg(struct rs_ring *r, int fd, const struct msghdr *msg,
 	       uint64_t ud);
+int rs_send_partial(struct rs_ring *r, int fd, const char *buf,
+		    unsigned int len, uint64_t ud);
+int rs_sendmsg_partial(struct rs_ring *r, int fd, const struct msghdr *msg,
+		       uint64_t ud);
 int rs_splice(struct rs_ring *r, int file_fd, int64_t off, int pipe_w,
 	      int pipe_r, int sock_fd, unsigned int len, uint64_t ud_in,
 	      uint64_t ud_out);

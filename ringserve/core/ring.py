@@ -156,6 +156,8 @@ class Ring:
         self.recycle = partial(lib.rs_recycle, r)  # (bid)
         self.send = partial(lib.rs_send, r)  # (fd, buf, n, ud)
         self.sendmsg = partial(lib.rs_sendmsg, r)  # (fd, msghdr, ud)
+        self.send_partial = partial(lib.rs_send_partial, r)  # the same without MSG_WAITALL (kTLS)
+        self.sendmsg_partial = partial(lib.rs_sendmsg_partial, r)
         self.splice = partial(lib.rs_splice, r)  # (file, off, pipe_w, pipe_r, sock, n, ud_in, ud_out)
         self.splice_out = partial(lib.rs_splice_out, r)  # (pipe_r, sock, n, ud)
         self.poll = partial(lib.rs_poll, r)  # (fd, mask, ud)

@@ -99,6 +99,8 @@ def _add_addresses(env: dict, cycle: Any) -> None:
         scheme = _SCHEMES.get(view["scheme"], view["scheme"])
         cycle.scope["client"] = client  # for the access log
     env["wsgi.url_scheme"] = scheme
+    if conn.tls is not None:
+        env.update(conn.tls.wsgi)
     if client is not None:
         env["REMOTE_ADDR"] = client[0]
         env["REMOTE_PORT"] = str(client[1])
