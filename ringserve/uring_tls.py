@@ -37,7 +37,9 @@ from ringserve.uring import RingConnection
 logger = logging.getLogger("ringserve.error")
 
 HANDSHAKE, SWITCHING, OPEN, FAILED = 0, 1, 2, 3
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
+_plain_buffer = bytearray(READ_SIZE)
+_plain_view = memoryview(_plain_buffer)
 FILE_CHUNK = 256 * 1024
 PLAIN_HTTP_400 = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -87,32 +89,34 @@ class TLSRingConnection(RingConnection):
             self._handshake()
             return
         self.incoming.write(data)
-        plain = self._decrypt()
-        if plain:
-            Connection.data_received(self, plain)
+        self._decrypt(None)
 
-    def _decrypt(self) -> bytes:
-        """All the plaintext OpenSSL can give now; EOF or a TLS error ends the connection."""
-        chunks = []
+    def _decrypt(self, keep: list | None) -> None:
+        """Hand all the plaintext OpenSSL can give now to HTTP (or to `keep`, copied); EOF or a
+        TLS error ends the connection. The plaintext is read into one buffer per worker and
+        passed as a view, like the ring's receive buffers (nothing downstream keeps it)."""
+        buf = _plain_buffer
+        view = _plain_view
         read = self.sslobj.read
         try:
-            while True:
-                chunk = read(READ_SIZE)
-                if not chunk:  # close_notify
+            while not self.closed:
+                n = read(READ_SIZE, buf)
+                if not n:  # close_notify
                     self._after_read()
-                    if chunks:
-                        Connection.data_received(self, b"".join(chunks))
                     self.peer_closed()
-                    return b""
-                chunks.append(chunk)
+                    return
+                if keep is None:
+                    Connection.data_received(self, view[:n])
+                else:
+                    keep.append(bytes(view[:n]))
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLError as exc:
             logger.debug("TLS error from %s: %s", self.client, exc)
             self.abort()
-            return b""
-        self._after_read()
-        return b"".join(chunks)
+            return
+        if not self.closed:
+            self._after_read()
 
     def _after_read(self) -> None:
         """Reading can make OpenSSL write (a KeyUpdate answer, an alert): send it."""
@@ -156,9 +160,11 @@ class TLSRingConnection(RingConnection):
         ktls = settings.ktls
         offload = ktls.offload(self.sslobj) if ktls is not None else None
         self.phase = OPEN
-        plain = self._decrypt()
+        kept: list[bytes] = []
+        self._decrypt(kept)  # application data that came right behind the client's Finished
         if self.closed:
             return
+        plain = b"".join(kept)
         if offload is None:
             self.rx_scan = self.tx_scan = None
             if final:
