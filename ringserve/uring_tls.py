@@ -97,7 +97,9 @@ class TLSRingConnection(RingConnection):
         passed as a view, like the ring's receive buffers (nothing downstream keeps it)."""
         buf = _plain_buffer
         view = _plain_view
-        read = self.sslobj.read
+        sslobj = self.sslobj
+        read = sslobj.read
+        incoming = self.incoming
         try:
             while not self.closed:
                 n = read(READ_SIZE, buf)
@@ -109,6 +111,8 @@ class TLSRingConnection(RingConnection):
                     Connection.data_received(self, view[:n])
                 else:
                     keep.append(bytes(view[:n]))
+                if not incoming.pending and not sslobj.pending():
+                    break  # all used up: spare the SSLWantReadError of one more read
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLError as exc:

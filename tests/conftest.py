@@ -24,6 +24,7 @@ Fixtures
   (bad app, address in use); returns subprocess.CompletedProcess with text output.
 
 Server objects: ``.url``, ``.port``, ``.pid``, ``.client()`` (httpx.Client), ``.connect()`` (RawConnection),
+``.https`` (started with ``--ssl-certfile``: ``.url`` is https, pass ``client(verify=ctx)`` and ``connect(tls=ctx)``),
 ``.output()``, ``.wait_for_output(regex)``, ``.rss_kb()``, ``.terminate()`` (SIGTERM, no wait), ``.stop()``,
 ``.exit_problems()``, ``.ring_stats()``.
 RawConnection: ``.request()``, ``.send()``, ``.send_slowly()``, ``.read_response(method)``, ``.read_until_closed()``,
@@ -38,6 +39,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -178,6 +180,7 @@ def run_server(server_kind):
             return subprocess.run(
                 cmd, cwd=ROOT, env=server_env(env), capture_output=True, text=True, errors="replace",
                 timeout=timeout, pass_fds=(sock.fileno(),) if sock else (),
+                stdin=subprocess.DEVNULL, start_new_session=True,  # no terminal to prompt on (a key's password)
             )
         finally:
             if sock:
@@ -276,6 +279,7 @@ class Server:
     def __init__(self, kind: str, app: str, args=(), env: dict | None = None):
         self.kind, self.app, self.args, self.env = kind, app, tuple(args), dict(env or {})
         self.host, self.port = "127.0.0.1", 0
+        self.https = "--ssl-certfile" in self.args
         self.proc: subprocess.Popen | None = None
         self._lines: list[tuple[str, str]] = []
         self._cond = threading.Condition()
@@ -428,13 +432,15 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.https else 'http'}://{self.host}:{self.port}"
 
     def client(self, **kwargs) -> httpx.Client:
         kwargs.setdefault("timeout", 10.0)
         return httpx.Client(base_url=self.url, **kwargs)
 
-    def connect(self, timeout: float = IO_TIMEOUT, rcvbuf: int | None = None) -> RawConnection:
+    def connect(self, timeout: float = IO_TIMEOUT, rcvbuf: int | None = None,
+                tls: ssl.SSLContext | None = None) -> RawConnection:
+        """A raw connection; with `tls`, TLS over it (the handshake is done before this returns)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -442,6 +448,8 @@ class Server:
         sock.settimeout(timeout)
         try:
             sock.connect((self.host, self.port))
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=self.host)
         except OSError:
             sock.close()
             raise

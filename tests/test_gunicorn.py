@@ -364,7 +364,7 @@ def test_signals_and_hooks(gunicorn):
     pytest.param(("tests.apps.gunicorn_asgi:no_such_app",), {}, 4, "App failed to load", id="app-load"),
     pytest.param((ASGI, "--asgi-lifespan", "on"), {"LIFESPAN_FAIL": "no database"}, 3, "Worker failed to boot",
                  id="lifespan-failed"),
-    pytest.param((ASGI, "--certfile", "{tmp}/x.pem"), {}, 1, "does not terminate TLS", id="tls"),
+    pytest.param((ASGI, "--certfile", "{tmp}/x.pem"), {}, 3, "no PEM certificate in it", id="bad-cert"),
 ])
 def test_boot_errors_stop_the_arbiter(gunicorn, args, env, code, message, tmp_path):
     (tmp_path / "x.pem").write_text("")  # gunicorn checks that it exists before the worker class sees it
@@ -423,8 +423,37 @@ def test_from_gunicorn_maps_settings():
     assert not from_gunicorn(GunicornConfig(), environ={}).access_log  # no accesslog: none written
 
 
+@pytest.mark.parametrize("app", APPS)
+def test_https_from_gunicorn_certfile_and_keyfile(gunicorn, app, tmp_path):
+    from tests.helpers.certs import make_tls_files
+
+    files = make_tls_files(tmp_path / "tls")
+    server = gunicorn(app, "--certfile", str(files.cert), "--keyfile", str(files.key))
+    assert server.count(r"Ringserve running on https://") == 1
+    with httpx.Client(verify=files.client_context(), timeout=10.0) as client:
+        for _ in range(3):  # keep-alive over one TLS connection
+            response = client.get(f"https://127.0.0.1:{server.port}/")
+            assert (response.status_code, response.content) == (200, b"hello")
+    with pytest.raises(httpx.HTTPError):  # plain HTTP gets no response from the TLS port
+        httpx.get(f"http://127.0.0.1:{server.port}/", timeout=5.0).raise_for_status()
+
+
+def test_from_gunicorn_maps_tls_settings():
+    from gunicorn.config import Config as GunicornConfig
+
+    from ringserve.config import from_gunicorn
+
+    cfg = GunicornConfig()
+    for name, value in (("certfile", "c.pem"), ("keyfile", "k.pem"), ("ca_certs", "ca.pem"), ("cert_reqs", "2"),
+                        ("ciphers", "ECDHE+AESGCM")):
+        cfg.set(name, value)
+    config = from_gunicorn(cfg, environ={})
+    assert (config.ssl_certfile, config.ssl_keyfile, config.ssl_ca_certs) == ("c.pem", "k.pem", "ca.pem")
+    assert (config.ssl_cert_reqs, config.ssl_ciphers) == (2, "ECDHE+AESGCM")
+    assert from_gunicorn(GunicornConfig(), environ={}).ssl_certfile is None
+
+
 @pytest.mark.parametrize("name, value, message", [
-    ("certfile", "cert.pem", "does not terminate TLS"),
     ("proxy_protocol", "v1", "does not parse PROXY headers"),
 ])
 def test_from_gunicorn_refuses_what_it_cannot_serve(name, value, message):
