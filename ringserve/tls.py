@@ -70,6 +70,8 @@ def create_context(config: Any) -> ssl.SSLContext:
         raise ConfigError(f"--ssl-version {config.ssl_version} is not a protocol this Python's ssl "
                           f"module knows; use {int(ssl.PROTOCOL_TLS_SERVER)} (PROTOCOL_TLS_SERVER).") from None
     password = config.ssl_keyfile_password
+    if password is None:  # never OpenSSL's prompt on the terminal (or on a closed stdin)
+        password = _no_password(config.ssl_keyfile or config.ssl_certfile)
     try:
         context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, password)
     except ssl.SSLError as exc:
@@ -91,6 +93,13 @@ def create_context(config: Any) -> ssl.SSLContext:
     # Renegotiation is a DoS lever and would change keys under kTLS: refuse it.
     context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0x40000000)
     return context
+
+
+def _no_password(path: str) -> Any:
+    def ask() -> str:
+        raise ConfigError(f"the private key in {path!r} is encrypted: pass its password with "
+                          "--ssl-keyfile-password (or RINGSERVE_SSL_KEYFILE_PASSWORD).")
+    return ask
 
 
 def _key_problem(config: Any, exc: ssl.SSLError) -> str:

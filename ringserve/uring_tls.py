@@ -38,6 +38,7 @@ logger = logging.getLogger("ringserve.error")
 
 HANDSHAKE, SWITCHING, OPEN, FAILED = 0, 1, 2, 3
 READ_SIZE = 64 * 1024
+_METHOD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _plain_buffer = bytearray(READ_SIZE)
 _plain_view = memoryview(_plain_buffer)
 FILE_CHUNK = 256 * 1024
@@ -52,7 +53,7 @@ class TLSRingConnection(RingConnection):
     """TLS in userspace (OpenSSL), every byte through the ring."""
 
     __slots__ = ("sslobj", "incoming", "outgoing", "phase", "rx_scan", "tx_scan", "held", "offload",
-                 "tx_seq")
+                 "tx_seq", "sniff")
 
     def __init__(self, server: Any, key: int, fd: int, client: Any, sockname: Any) -> None:
         super().__init__(server, key, fd, client, sockname)
@@ -69,6 +70,7 @@ class TLSRingConnection(RingConnection):
         self.held = b""
         self.offload: Any = None
         self.tx_seq = 0
+        self.sniff: bytes | None = b""  # the first bytes, until they are known to be TLS (then None)
 
     # -- receiving -----------------------------------------------------------------
 
@@ -83,6 +85,8 @@ class TLSRingConnection(RingConnection):
         if self.lingering or self.phase == FAILED:
             return
         if self.phase == HANDSHAKE:
+            if self.sniff is not None and self._sniffed_plain_http(data):
+                return
             if self.rx_scan is not None:
                 self.rx_scan.feed(data)
             self.incoming.write(data)
@@ -143,15 +147,31 @@ class TLSRingConnection(RingConnection):
             return
         self._handshake_done()
 
+    def _sniffed_plain_http(self, data: Any) -> bool:
+        """A TLS connection starts with a handshake record (0x16); one that starts with a capital
+        letter is a plain-HTTP request: answer it with a plain 400 (as nginx does) once its method
+        is known (a HEAD answer has no body), and close. False once the bytes look like TLS."""
+        sniff = self.sniff
+        if not sniff and data[0] not in _METHOD_START:
+            self.sniff = None
+            return False
+        sniff += bytes(data[:16])
+        if b" " not in sniff and len(sniff) < 16:
+            self.sniff = sniff
+            return True
+        self.phase = FAILED
+        response = PLAIN_HTTP_400
+        if sniff.startswith(b"HEAD "):
+            response = response[:response.index(b"\r\n\r\n") + 4]
+        RingConnection.write(self, response)
+        self.linger = True  # read what else it sends, so the 400 is not lost to a reset
+        RingConnection.close(self)
+        return True
+
     def _handshake_failed(self, exc: Exception) -> None:
         self.phase = FAILED
-        if getattr(exc, "reason", None) == "HTTP_REQUEST":
-            self.outgoing.read()
-            RingConnection.write(self, PLAIN_HTTP_400)
-            self.linger = True
-        else:
-            logger.debug("TLS handshake with %s failed: %s", self.client, exc)
-            self._send_outgoing()  # OpenSSL's alert, if it wrote one
+        logger.debug("TLS handshake with %s failed: %s", self.client, exc)
+        self._send_outgoing()  # OpenSSL's alert, if it wrote one
         RingConnection.close(self)
 
     def _handshake_done(self) -> None:
