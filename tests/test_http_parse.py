@@ -118,6 +118,28 @@ def test_memoryview_is_copied():
     assert evs[1] == Data(b"hello")
 
 
+@pytest.mark.parametrize("step", [1, 3, 16, 1000])
+def test_body_from_recycled_memoryviews(step):
+    """A content-length body arriving in ring buffers (views, overwritten after each call), with the
+    next request behind it: the same events as one bytes feed."""
+    body = bytes(range(256)) * 40
+    stream = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body + GET
+    conn = HTTPConnection()
+    buf = bytearray(step)
+    got = []
+    for i in range(0, len(stream), step):
+        piece = stream[i:i + step]
+        buf[:len(piece)] = piece
+        conn.receive_data(memoryview(buf)[:len(piece)])
+        buf[:] = b"X" * step  # the ring recycles the buffer
+        got += [e for e in events(conn) if e not in (NEED_DATA, PAUSED)]
+    assert b"".join(e.data for e in got if type(e) is Data) == body
+    assert got[-1] == EndOfMessage() and got[0].path == b"/p"
+    answer(conn)
+    nxt = events(conn)
+    assert nxt[0].method == b"GET" and nxt[1] == EndOfMessage()
+
+
 def test_unread_body_is_dropped_by_start_next_cycle():
     conn = HTTPConnection()
     conn.receive_data(POST + GET)

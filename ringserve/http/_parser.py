@@ -77,6 +77,17 @@ class RequestParser:
         if not data:
             return self._at_eof()
         if type(data) is not bytes:
+            if phase == BODY and self._body_left >= len(data):
+                # All body (an upload in 16 KiB ring buffers): llhttp reads the view and its
+                # on_body makes the one copy that is kept.
+                self._body_left -= len(data)
+                try:
+                    self._run(data, 0, 0, 0)
+                except ProtocolError as exc:
+                    self._fail(exc)
+                except HttpParserError as exc:
+                    self._fail(self._error or _translate(exc))
+                return
             data = bytes(memoryview(data))  # a ring buffer is only ours during this call
         n = len(data)
         pos = 0
