@@ -128,6 +128,16 @@ class StreamConnection(Connection, asyncio.Protocol):
         self._closed_now()
         self.transport.abort()
 
+    def timed_out(self) -> None:
+        # Over TLS an idle connection ends with close_notify: asyncio's SSL transport sends it on
+        # close() (and gives up on its own after its shutdown timeout).
+        if self.tls is not None and self.cycle is None and self.upgraded is None and not self.lingering \
+                and not (self.head_timing and self.http.in_head):
+            self.deadline = 0.0
+            self.close()
+        else:
+            Connection.timed_out(self)
+
 
 class AsyncioBackend:
     name = "asyncio"

@@ -29,7 +29,7 @@ import os
 import ssl
 from typing import Any
 
-from ringserve.connection import Connection, monotonic
+from ringserve.connection import LINGER_S, Connection, monotonic
 from ringserve.ktls import TLS_RX, TLS_TX, RecordScan
 from ringserve.tls import ConnectionTLS
 from ringserve.uring import RingConnection
@@ -107,9 +107,9 @@ class TLSRingConnection(RingConnection):
         try:
             while not self.closed:
                 n = read(READ_SIZE, buf)
-                if not n:  # close_notify
+                if not n:
                     self._after_read()
-                    self.peer_closed()
+                    self.close_notified()
                     return
                 if keep is None:
                     Connection.data_received(self, view[:n])
@@ -280,6 +280,26 @@ class TLSRingConnection(RingConnection):
 
     # -- closing -----------------------------------------------------------------------
 
+    def close_notified(self) -> None:
+        """The peer sent close_notify: an idle connection answers with its own and closes (RFC
+        8446 6.1); one with a request in flight ends as on EOF."""
+        if self.upgraded is None and self.cycle is None and not self.lingering:
+            self.close()
+        else:
+            self.peer_closed()
+
+    def timed_out(self) -> None:
+        """Idle past keep-alive (or drained at shutdown): end with close_notify, not a bare FIN;
+        LINGER_S later, a close still waiting for its output is cut."""
+        if self.close_after:
+            self.abort()
+        elif (self.phase == OPEN and self.cycle is None and self.upgraded is None and not self.lingering
+                and not (self.head_timing and self.http.in_head)):
+            self.deadline = monotonic() + LINGER_S
+            self.close()
+        else:
+            Connection.timed_out(self)
+
     def close(self) -> None:
         if self.closed or self.close_after:
             return
@@ -323,8 +343,15 @@ class KTLSTxConnection(TLSRingConnection):
 
 class KTLSConnection(KTLSTxConnection):
     """Both directions in the kernel (TLS 1.2): the ring carries plaintext only. A non-data
-    record (the peer's close_notify or another alert) ends the receive with -EIO: EOF."""
+    record (the peer's close_notify, or another alert) ends the receive with -EIO."""
 
     __slots__ = ()
 
     data_received = Connection.data_received
+
+    def recv_ended(self, res: int) -> None:
+        if res == -errno.EIO and not self.closed:
+            self.recv_state = 0  # RECV_OFF
+            self.close_notified()
+            return
+        RingConnection.recv_ended(self, res)
