@@ -66,6 +66,9 @@ class Server:
         self.tls = tls  # tls.TLSSettings when serving HTTPS
         if isinstance(app, WSGIApp):  # WSGI: the app runs on a thread pool and has no lifespan
             self.cycle_class, self.lifespan = app.bind(config, loop)
+            pool = self.lifespan.pool
+            if hasattr(backend, "thread_waker"):
+                pool.wake = backend.thread_waker(pool.flush)
             self.ws_cycle_class = None  # a websocket upgrade gets 400
         else:
             self.cycle_class = HTTPCycle
@@ -238,7 +241,7 @@ def serve(config: Any) -> int:
     --workers > 1 or --reload, ringserve.supervisor binds and forks the workers."""
     from ringserve.importer import import_app
     from ringserve.config import ConfigError
-    from ringserve.sockets import bind_listeners, close_listeners
+    from ringserve.sockets import bind_listeners
     from ringserve.supervisor import pid_file, supervise
 
     if config.ssl_certfile is not None:  # a bad certificate or key: say so before binding or forking

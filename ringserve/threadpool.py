@@ -42,6 +42,7 @@ class ThreadPool:
         self.submit: Callable[[Callable[[], None]], None] = self.jobs.put  # loop thread
         self.actions: deque = deque()
         self.scheduled = False
+        self.wake: Callable[[], None] = self._wake_loop  # io_uring: RingBackend.thread_waker(flush)
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -70,9 +71,12 @@ class ThreadPool:
         if not self.scheduled:
             self.scheduled = True
             try:
-                self.loop.call_soon_threadsafe(self.flush)
-            except RuntimeError:  # the loop is closed: the server has stopped
+                self.wake()
+            except (RuntimeError, OSError):  # the loop is closed: the server has stopped
                 pass
+
+    def _wake_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.flush)
 
     def flush(self) -> None:
         self.scheduled = False
@@ -89,6 +93,7 @@ class ThreadPool:
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Ask every thread to finish after its current job; wait up to timeout_s in all."""
+        self.wake = self._wake_loop  # a straggler must not write to a wake-up fd about to close
         for _ in self.threads:
             self.jobs.put(None)
         deadline = time.monotonic() + timeout_s

@@ -36,9 +36,9 @@ from ringserve.core.ring import (
     OP_CLOSE,
     OP_RECV,
     OP_SEND,
-    OP_SHUTDOWN,
     OP_SPLICE_IN,
     OP_SPLICE_OUT,
+    OP_WAKE,
     Ring,
 )
 
@@ -265,6 +265,10 @@ class RingConnection(Connection):
         if type(job) is not FileJob:
             return
         job.pending -= 1
+        if self.closed:
+            if job.pending == 0:
+                self._close_after_splices()
+            return
         if op == OP_SPLICE_IN:
             if res <= 0:
                 return self._file_failed(job, res or -errno.EIO)
@@ -281,7 +285,8 @@ class RingConnection(Connection):
     def _file_failed(self, job: FileJob, res: int) -> None:
         if not job.future.done():
             job.future.set_exception(OSError(-res, "sendfile: " + os.strerror(-res)))
-        self.sending = None
+        if not job.pending:
+            self.sending = None
         self.abort()
 
     # -- closing -----------------------------------------------------------------
@@ -300,7 +305,7 @@ class RingConnection(Connection):
             # error response instead of a reset caused by its unread bytes.
             self.lingering = True
             self.deadline = monotonic() + LINGER_S
-            self.ring.shutdown(self.fd, socket.SHUT_WR, (self.key << 8) | OP_SHUTDOWN)
+            self.ring.shutdown(self.fd, socket.SHUT_WR)  # the sends before it are complete
             self.resume_reading()
             return
         self.abort()
@@ -308,7 +313,18 @@ class RingConnection(Connection):
     def abort(self) -> None:
         if self.closed:
             return
-        self.ring.close_fd(self.fd, (self.key << 8) | OP_CLOSE)
+        job = self.sending
+        splicing = type(job) is FileJob and job.pending > 0
+        if splicing:
+            # io_uring runs splices in io-wq workers, which look up the socket's and the pipe's fd
+            # numbers only when they start: closing them now could hand a number to the next
+            # accept before a queued splice resolves it, and that connection would get this
+            # file. Cancel the pair (linked: they fail together) and close when their last CQE
+            # is in (splice_done -> _close_after_splices).
+            self.ring.cancel((self.key << 8) | OP_SPLICE_IN, (self.key << 8) | OP_CANCEL)
+            self.server.backend.closing[self.key] = self
+        else:
+            self.ring.close_fd(self.fd, (self.key << 8) | OP_CLOSE)
         self._closed_now()
         if self.drainer is not None:
             self._wake_drainer()
@@ -316,13 +332,23 @@ class RingConnection(Connection):
             if type(item) is FileJob and not item.future.done():
                 item.future.set_result(None)
         self.outq.clear()
+        if not splicing:
+            self._close_pipe()
+
+    def _close_pipe(self) -> None:
         if self.pipe is not None:
-            # Through the ring, after the splices already queued: an os.close() here would free the
-            # numbers before those SQEs are submitted, and the next accept could reuse them.
+            # Through the ring, after what is queued: an os.close() here would free the numbers
+            # before those SQEs are submitted, and the next accept could reuse them.
             ud = (self.key << 8) | OP_CLOSE
             self.ring.close_fd(self.pipe[0], ud)
             self.ring.close_fd(self.pipe[1], ud)
             self.pipe = None
+
+    def _close_after_splices(self) -> None:
+        self.server.backend.closing.pop(self.key, None)
+        self.sending = None
+        self.ring.close_fd(self.fd, (self.key << 8) | OP_CLOSE)
+        self._close_pipe()
 
 
 class Listener:
@@ -357,6 +383,10 @@ class RingBackend:
         self.multishot_recv = 1
         self.next_key = 1
         self.conn_class: Any = RingConnection
+        self.closing: dict[int, RingConnection] = {}  # aborted, waiting for their splices' CQEs
+        self.wake_fd = -1  # the eventfd pool threads write to (thread_waker)
+        self.wake_buf: Any = None
+        self.on_wake: Any = None
 
     def start(self, server: Any, socks: list[socket.socket]) -> None:
         self.server = server
@@ -403,9 +433,13 @@ class RingBackend:
             elif op == OP_ACCEPT:
                 self.accepted(self.listeners[ud >> 8], cqes[i + 1], cqes[i + 2])
             elif op == OP_SPLICE_IN or op == OP_SPLICE_OUT:
-                conn = conns.get(ud >> 8)
+                conn = conns.get(ud >> 8) or self.closing.get(ud >> 8)
                 if conn is not None:
                     conn.splice_done(op, cqes[i + 1])
+            elif op == OP_WAKE:
+                if cqes[i + 1] > 0 and self.wake_fd >= 0:
+                    self.ring.read(self.wake_fd, self.wake_buf, 8, OP_WAKE)
+                    self.on_wake()
 
     def arm_accept(self, listener: Listener) -> None:
         if self.server.draining or listener.armed:
@@ -444,6 +478,22 @@ class RingBackend:
         server.conns[key] = conn
         conn.arm_recv()
 
+    def thread_waker(self, callback: Any) -> Any:
+        """A wake-up for other threads: calling the returned function (from any thread) makes the
+        loop thread run `callback()` soon. It writes an eventfd that the ring reads, so the loop
+        thread pays no syscall (asyncio's self-pipe costs it a recv per wake-up, with the GIL
+        released - an opening for the very threads that woke it)."""
+        self.wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.wake_buf = self.ring.ffi.new("uint64_t *")
+        self.on_wake = callback
+        self.ring.read(self.wake_fd, self.wake_buf, 8, OP_WAKE)
+        fd = self.wake_fd
+
+        def wake() -> None:
+            os.eventfd_write(fd, 1)
+
+        return wake
+
     def describe(self) -> str:
         ring = self.ring
         return (
@@ -453,6 +503,9 @@ class RingBackend:
 
     def settle(self, limit_s: float = 1.0) -> None:
         """Reap the cancel/close completions still on their way after the loop stopped."""
+        if self.wake_fd >= 0:  # cancels its pending read, then closes it
+            fd, self.wake_fd = self.wake_fd, -1
+            self.ring.close_fd(fd, OP_CLOSE)
         deadline = monotonic() + limit_s
         while self.ring.counters()["inflight_ops"] > 0 and monotonic() < deadline:
             self.ring.wait(10_000_000)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import time
 
 import pytest
 
@@ -155,3 +158,35 @@ def test_pathsend_is_advertised_and_used(server, data_file):
             resp = conn.read_response()
             assert resp.header("x-pathsend") == "1"
             assert resp.body == data_file.read_bytes()
+
+
+@pytest.mark.ringserve_only("uvicorn does not implement the http.response.pathsend extension")
+def test_clients_leaving_mid_file_never_leak_it_or_descriptors(server, tmp_path):
+    """Clients that reset the connection while their file is being spliced. The splices still
+    queued in the kernel look the socket and pipe up by number only when they start, so the
+    server closes those only after the splices' completions: meanwhile new clients must get their
+    own answers (never bytes of the abandoned file), and afterwards no descriptor may be left."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\xee" * (24 * 1024 * 1024))
+    fds = f"/proc/{server.pid}/fd"
+    with server.connect() as conn:  # warm up: the first pathsend creates nothing per server
+        conn.request("GET", "/echo")
+        conn.read_response()
+    before = len(os.listdir(fds))
+    for _ in range(20):
+        waiting = [server.connect() for _ in range(3)]  # queued in the backlog behind the reset
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET /pathsend?path={big} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.recv(1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST with the file mid-splice
+        for conn in waiting:
+            with conn:
+                conn.request("GET", "/echo")
+                resp = conn.read_response()
+                assert resp.status == 200 and b"\xee" not in resp.body
+    deadline = time.monotonic() + 5
+    while len(os.listdir(fds)) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(os.listdir(fds)) <= before, sorted(os.readlink(f"{fds}/{n}") for n in os.listdir(fds))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ConnectionClosed
 from test_http_corpus import EXPECT, NAMES, harness
 
 pytestmark = pytest.mark.ringserve_only("uvicorn answers many smuggling vectors with 200")

@@ -94,19 +94,11 @@ def test_header_injection_is_refused_with_500(server):
     assert resp.header("injected") is None
 
 
-KNOWN_FLAKE = pytest.mark.xfail(strict=False, reason=(
-    "KNOWN BUG, intermittent (2 of 4 clean CI runs, never in isolation): after the 500-and-lingering-close "
-    "connections of the tests above, a request on a new connection to the same server sometimes gets a "
-    "close with nothing sent; not yet explained (see the closing note of stop 10)"))
-
-
 @pytest.mark.ringserve_only("gunicorn sends the head before it checks the block's type, then closes")
-@KNOWN_FLAKE
 def test_str_block_is_500(server):
     assert get(server, "/bad?what=notbytes").status == 500
 
 
-@KNOWN_FLAKE
 def test_close_that_raises_is_logged_after_the_response(server):
     resp = get(server, "/bad?what=close")
     assert resp.status == 200 and resp.body == b"closed badly"

@@ -1,5 +1,5 @@
 """Quick, noisy req/s comparison of gunicorn worker classes (not the real bench: see bench/)."""
-import json, os, re, signal, subprocess, sys, time, urllib.request
+import json, os, re, signal, subprocess, time, urllib.request
 
 GUNICORN = "/work/main/bench/.venv/bin/gunicorn"
 LUA = "/work/main/bench/wrk/report.lua"

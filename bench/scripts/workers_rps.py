@@ -1,5 +1,5 @@
 """Interleaved req/s: 1 worker vs 2 workers (reuse-port) vs 2 workers shared; wrk -t2 -c64 -d3s after 1 s warm-up."""
-import os, re, signal, statistics, subprocess, sys, time, json
+import os, re, signal, statistics, subprocess, time, json
 
 ROOT = "/work/main"
 CONFIGS = {"1 worker": ["--workers", "1"], "2 workers reuse-port": ["--workers", "2"],

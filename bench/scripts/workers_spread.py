@@ -1,5 +1,5 @@
 """Spread of connections/requests across ringserve workers; req/s. Usage: spread.py LABEL -- ringserve args"""
-import collections, json, os, re, signal, socket, statistics, subprocess, sys, threading, time
+import collections, json, os, re, signal, socket, statistics, subprocess, sys, threading
 
 ROOT = "/work/main"
 PORT = 18500 + os.getpid() % 400

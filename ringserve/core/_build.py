@@ -63,10 +63,25 @@ ffibuilder.cdef(
     """
 )
 ffibuilder.cdef(_cdef())
+# cffi wraps every call in Py_BEGIN/END_ALLOW_THREADS. Only rs_wait() blocks (it waits for
+# completions); every other rs_* call prepares an SQE or reads a counter in well under a
+# microsecond. Releasing the GIL there is an open door: a WSGI pool thread takes it, and the loop
+# thread waits for that thread's whole app call (or the 5 ms switch interval) to get it back - a
+# GIL ping-pong at every send and buffer recycle (measured: ~2 futex calls per WSGI request).
+# So the wrappers of this module release the GIL in rs_wait() only. ring.c itself stays free of
+# Python: this is cffi glue, keyed on the wrapper's name.
+KEEP_GIL = r"""
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define RS_BLOCKING_CALL (__builtin_strcmp(__func__, "_cffi_f_rs_wait") == 0)
+#define Py_BEGIN_ALLOW_THREADS { PyThreadState *_save = RS_BLOCKING_CALL ? PyEval_SaveThread() : NULL;
+#define Py_END_ALLOW_THREADS if (_save) PyEval_RestoreThread(_save); }
+"""
+
 with open(os.path.join(HERE, "ring.c")) as f:
     ffibuilder.set_source(
         "ringserve.core._ring",
-        '#include "ring.h"\n' + f.read().replace('#include "ring.h"', ""),
+        '#include "ring.h"\n' + f.read().replace('#include "ring.h"', "") + KEEP_GIL,
         include_dirs=[HERE],
         libraries=["uring"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"],

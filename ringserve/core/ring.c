@@ -628,13 +628,19 @@ int rs_close(struct rs_ring *r, int fd, uint64_t ud)
 	return 0;
 }
 
-int rs_shutdown(struct rs_ring *r, int fd, int how, uint64_t ud)
+/*
+ * A plain read into a caller-owned buffer that outlives the CQE: ringserve
+ * reads an eventfd this way, so a thread's wake-up costs the loop thread no
+ * syscall of its own (the CQE arrives with the batch).
+ */
+int rs_read(struct rs_ring *r, int fd, void *buf, unsigned int len,
+	    uint64_t ud)
 {
 	struct io_uring_sqe *sqe = rs_sqe(r, 1);
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_shutdown(sqe, fd, how);
+	io_uring_prep_read(sqe, fd, buf, len, 0);
 	io_uring_sqe_set_data64(sqe, ud);
 	return 0;
 }
@@ -648,6 +654,18 @@ int rs_nop(struct rs_ring *r, uint64_t ud)
 	io_uring_prep_nop(sqe);
 	io_uring_sqe_set_data64(sqe, ud);
 	return 0;
+}
+
+/*
+ * shutdown(2) now, not through the ring: IORING_OP_SHUTDOWN is always
+ * punted to io-wq (REQ_F_FORCE_ASYNC), where the fd number is looked up
+ * only when a worker runs it.  By then the connection may have been closed
+ * and the number reused by the next accept, and the shutdown would hit that
+ * new connection (it did: a fresh request got a FIN with nothing sent).
+ */
+int rs_shutdown_fd(int fd, int how)
+{
+	return shutdown(fd, how) < 0 ? -errno : 0;
 }
 
 /*

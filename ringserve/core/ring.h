@@ -31,6 +31,7 @@ enum rs_op {
 	RS_OP_SPLICE_OUT = 8,
 	RS_OP_NOP = 9,
 	RS_OP_SHUTDOWN = 10,
+	RS_OP_WAKE = 11,
 };
 
 /* rs_ring_create() wants */
@@ -116,10 +117,12 @@ int rs_splice_out(struct rs_ring *r, int pipe_r, int sock_fd,
 int rs_poll(struct rs_ring *r, int fd, unsigned int mask, uint64_t ud);
 int rs_cancel(struct rs_ring *r, uint64_t target, uint64_t ud);
 int rs_close(struct rs_ring *r, int fd, uint64_t ud);
-int rs_shutdown(struct rs_ring *r, int fd, int how, uint64_t ud);
 int rs_nop(struct rs_ring *r, uint64_t ud);
+int rs_read(struct rs_ring *r, int fd, void *buf, unsigned int len,
+	    uint64_t ud);
 
 int rs_peer(int fd, char *host, unsigned int hostlen, int *port);
+int rs_shutdown_fd(int fd, int how);
 int rs_raise_memlock(void);
 
 #endif /* RINGSERVE_RING_H */

@@ -22,6 +22,7 @@ OP_SPLICE_IN = 7
 OP_SPLICE_OUT = 8
 OP_NOP = 9
 OP_SHUTDOWN = 10
+OP_WAKE = 11
 
 F_BUFFER = 1
 F_MORE = 2
@@ -163,8 +164,9 @@ class Ring:
         self.poll = partial(lib.rs_poll, r)  # (fd, mask, ud)
         self.cancel = partial(lib.rs_cancel, r)  # (target_ud, ud)
         self.close_fd = partial(lib.rs_close, r)  # (fd, ud): cancel all on fd, then close
-        self.shutdown = partial(lib.rs_shutdown, r)  # (fd, how, ud)
+        self.shutdown = lib.rs_shutdown_fd  # (fd, how): a plain syscall (see ring.c: why not the ring's)
         self.nop = partial(lib.rs_nop, r)  # (ud)
+        self.read = partial(lib.rs_read, r)  # (fd, buf, n, ud)
         self.submit = partial(lib.rs_submit, r)
         self.register_eventfd = partial(lib.rs_register_eventfd, r)  # (efd)
         cqes, cqe_buf, max_batch, rs_wait = self._cqes, self._cqe_buf, self.max_batch, lib.rs_wait
