@@ -102,7 +102,8 @@ class Server:
             self.active -= 1
             self.served += 1
             if self.tasks:
-                self.tasks.discard(asyncio.current_task(self.loop))  # with the loop: no getpid()
+                # cycle.task is set once spawn() returned; a cycle that finished inside it was never added
+                self.tasks.discard(cycle.task)
             if self.access_log:
                 self.log_access(conn, cycle, start)
             if self.served == self.max_requests:
