@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -48,17 +47,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path("/work/main")
-BENCH = ROOT / "bench"
-APPS = BENCH / "apps"
+BENCH = Path(__file__).resolve().parent.parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+from servers import HOST, KEEPALIVE_S, SERVER_CPU, Running, Server, cpu_seconds, stop_all, tree_pids  # noqa: E402
+
 PEER_BIN = BENCH / ".venv" / "bin"
 RS_PY = ROOT / ".venv" / "bin" / "python"
 REPORT_LUA = BENCH / "wrk" / "report.lua"
 TARGET = "raw_asgi:plaintext"
 EXPECT = b"Hello, world!"
-HOST = "127.0.0.1"
-SERVER_CPU, CLIENT_CPU = "1", "0"
-KEEPALIVE_S = "60"
+CLIENT_CPU = "0"
 BASELINE = "uvicorn"
 
 
@@ -92,104 +91,22 @@ SERVERS = {
 }
 
 
-# --- /proc --------------------------------------------------------------------------------------------
+# --- one running server: bench/servers.py's Running, with the TLS files in its command -------------------
 
-def _stat_fields(pid):
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    return raw[raw.rindex(")") + 2:].split()
-
-
-def tree_pids(root):
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            f = _stat_fields(pid)
-            total += int(f[11]) + int(f[12])  # utime + stime, all threads
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def group_alive(pgid):
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                f = _stat_fields(int(entry))
-            except (OSError, IndexError):
-                continue
-            if int(f[2]) == pgid and f[0] != "Z":
-                return True
-    return False
-
-
-# --- one running server -----------------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-_LIVE = set()
-
-
-class Running:
+class TLSRunning(Running):
     def __init__(self, name, cert, key, log: Path):
-        self.name, self.port, self.log = name, free_port(), log
-        self.cmd = SERVERS[name][0](self.port, cert, key)
-        env = dict(os.environ, PYTHONPATH=str(APPS), PYTHONUNBUFFERED="1")
-        self._logf = open(log, "wb")
-        self._logf.write(f"$ taskset -c {SERVER_CPU} {' '.join(self.cmd)}\n".encode())
-        self._logf.flush()
-        self._start = self._logf.tell()
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *self.cmd], cwd=APPS, env=env,
-                                     stdout=self._logf, stderr=subprocess.STDOUT, start_new_session=True)
-        _LIVE.add(self)
+        build = SERVERS[name][0]
+        server = Server(name, ("asgi",), lambda target, interface, port: build(port, cert, key))
+        super().__init__(server, TARGET, "asgi", log)
+        self.name = name
 
     def tail(self, lines=15):
         self._logf.flush()
-        text = self.log.read_bytes()[self._start:].decode(errors="replace").strip()
+        text = self.log.read_bytes()[self._log_start:].decode(errors="replace").strip()
         return "\n".join(text.splitlines()[-lines:]) if text else "(empty log)"
 
     def alive(self):
         return self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM the whole process group, SIGKILL whatever is left after 5 s."""
-        _LIVE.discard(self)
-        pgid = self.proc.pid
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                self.proc.poll()
-                if not group_alive(pgid):
-                    break
-                time.sleep(0.05)
-            else:
-                continue
-            break
-        self.proc.poll()
-        self._logf.close()
 
 
 class Failed(Exception):
@@ -201,7 +118,7 @@ def tls_context(cert):
     return ctx
 
 
-def wait_ready(run: Running, ctx, timeout=30.0):
+def wait_ready(run: TLSRunning, ctx, timeout=30.0):
     deadline = time.monotonic() + timeout
     last, ssl_errors = None, 0
     while time.monotonic() < deadline:
@@ -226,7 +143,7 @@ def wait_ready(run: Running, ctx, timeout=30.0):
     raise Failed(f"not ready after {timeout:.0f} s (last error: {last!r})")
 
 
-def check(run: Running, ctx):
+def check(run: TLSRunning, ctx):
     """3 GET / on one verified TLS connection: 200 and exactly the body. Returns 'TLSv1.3 TLS_AES_...'."""
     wait_ready(run, ctx)
     conn = http.client.HTTPSConnection(HOST, run.port, timeout=10, context=ctx)
@@ -410,8 +327,7 @@ def main(argv=None):
     raw.mkdir(parents=True, exist_ok=True)
 
     def on_signal(signum, frame):
-        for r in list(_LIVE):
-            r.stop()
+        stop_all()
         sys.exit(128 + signum)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -431,7 +347,7 @@ def main(argv=None):
                     print(f"[round {rnd}/{args.rounds}] {name:18}", end=" ", flush=True)
                     log = raw / f"{name}-r{rnd}.log"
                     try:
-                        run = Running(name, cert, key, log)
+                        run = TLSRunning(name, cert, key, log)
                     except OSError as exc:
                         failed[name] = (rnd, f"could not start: {exc}", " ".join(SERVERS[name][0](0, cert, key)), "")
                         print(f"FAILED: could not start: {exc}", flush=True)
@@ -457,8 +373,7 @@ def main(argv=None):
                     finally:
                         run.stop()
         finally:
-            for r in list(_LIVE):
-                r.stop()
+            stop_all()
 
     text = report(args, stamp, facts, results, failed, tls, wrk_cmd)
     out.parent.mkdir(parents=True, exist_ok=True)
