@@ -8,8 +8,6 @@ layer, the same Connection logic and the same ASGI/WSGI cycles.
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import socket
 from typing import Any
 
@@ -86,18 +84,8 @@ class StreamConnection(Connection, asyncio.Protocol):
         if drainer is not None and not drainer.done():
             drainer.set_result(None)
 
-    async def sendfile(self, fd: int, off: int, count: int) -> None:
-        """Read and write in 256 KiB pieces with backpressure (uvloop has no loop.sendfile;
-        the io_uring backend splices instead)."""
-        end = off + count
-        while off < end and not self.closed:
-            data = os.pread(fd, min(CHUNK, end - off), off)
-            if not data:
-                raise OSError(errno.EIO, "sendfile: the file is shorter than announced")
-            off += len(data)
-            self.transport.write(data)
-            if self.write_paused:
-                await self.drain()
+    # uvloop has no loop.sendfile; the io_uring backend splices instead
+    sendfile = Connection.copy_file
 
     def pause_reading(self) -> None:
         if not self.closed:
@@ -128,15 +116,11 @@ class StreamConnection(Connection, asyncio.Protocol):
         self._closed_now()
         self.transport.abort()
 
-    def timed_out(self) -> None:
-        # Over TLS an idle connection ends with close_notify: asyncio's SSL transport sends it on
-        # close() (and gives up on its own after its shutdown timeout).
-        if self.tls is not None and self.cycle is None and self.upgraded is None and not self.lingering \
-                and not (self.head_timing and self.http.in_head):
-            self.deadline = 0.0
+    def close_idle(self) -> None:
+        if self.tls is not None:  # asyncio's SSL transport sends close_notify on close()
             self.close()
         else:
-            Connection.timed_out(self)
+            self.abort()
 
 
 class AsyncioBackend:

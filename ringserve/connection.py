@@ -20,6 +20,8 @@ A transport subclass (uring.RingConnection, aio.StreamConnection) provides
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from typing import Any
 
@@ -35,6 +37,7 @@ from ringserve.http import (
 )
 
 HIGH_WATER = 64 * 1024
+FILE_CHUNK = 256 * 1024
 MAX_PIPELINED = 16
 LINGER_S = 2.0
 monotonic = time.monotonic
@@ -252,7 +255,25 @@ class Connection:
         elif self.head_timing and self.http.in_head:
             self.error(408)
         else:
-            self.abort()
+            self.close_idle()
+
+    def close_idle(self) -> None:
+        """Past the keep-alive (or handshake, or drain) deadline with nothing in flight. TLS
+        transports override it to end with close_notify."""
+        self.abort()
+
+    async def copy_file(self, fd: int, off: int, count: int) -> None:
+        """sendfile for transports that cannot splice (asyncio's, userspace TLS): read and write
+        in 256 KiB pieces with backpressure."""
+        end = off + count
+        while off < end and not self.closed:
+            data = os.pread(fd, min(FILE_CHUNK, end - off), off)
+            if not data:
+                raise OSError(errno.EIO, "sendfile: the file is shorter than announced")
+            off += len(data)
+            self.write(data)
+            if self.write_blocked:
+                await self.drain()
 
 
 def done_future(loop: Any) -> Any:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import ssl
 from typing import Any
 
@@ -41,7 +40,6 @@ READ_SIZE = 64 * 1024
 _METHOD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _plain_buffer = bytearray(READ_SIZE)
 _plain_view = memoryview(_plain_buffer)
-FILE_CHUNK = 256 * 1024
 PLAIN_HTTP_400 = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"connection: close\r\ncontent-length: 47\r\n\r\n"
@@ -266,17 +264,7 @@ class TLSRingConnection(RingConnection):
             self.sslobj.write(part)
         self._send_outgoing()
 
-    async def sendfile(self, fd: int, off: int, count: int) -> None:  # type: ignore[override]
-        """Userspace TLS cannot splice: read, encrypt and send in 256 KiB pieces."""
-        end = off + count
-        while off < end and not self.closed:
-            data = os.pread(fd, min(FILE_CHUNK, end - off), off)
-            if not data:
-                raise OSError(errno.EIO, "sendfile: the file is shorter than announced")
-            off += len(data)
-            self.write(data)
-            if self.write_blocked:
-                await self.drain()
+    sendfile = Connection.copy_file  # userspace TLS cannot splice: read, encrypt and send
 
     # -- closing -----------------------------------------------------------------------
 
@@ -288,17 +276,15 @@ class TLSRingConnection(RingConnection):
         else:
             self.peer_closed()
 
-    def timed_out(self) -> None:
+    def close_idle(self) -> None:
         """Idle past keep-alive (or drained at shutdown): end with close_notify, not a bare FIN;
-        LINGER_S later, a close still waiting for its output is cut."""
-        if self.close_after:
+        LINGER_S later, a close still waiting for its output is cut. A handshake that ran out of
+        time is cut at once."""
+        if self.close_after or self.phase != OPEN:
             self.abort()
-        elif (self.phase == OPEN and self.cycle is None and self.upgraded is None and not self.lingering
-                and not (self.head_timing and self.http.in_head)):
+        else:
             self.deadline = monotonic() + LINGER_S
             self.close()
-        else:
-            Connection.timed_out(self)
 
     def close(self) -> None:
         if self.closed or self.close_after:

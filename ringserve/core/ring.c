@@ -489,6 +489,31 @@ void rs_recycle(struct rs_ring *r, unsigned int bid)
 	r->c.bufs_out--;
 }
 
+static int rs_prep_send(struct rs_ring *r, int fd, const char *buf,
+			unsigned int len, uint64_t ud, int flags)
+{
+	struct io_uring_sqe *sqe = rs_sqe(r, 1);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_send(sqe, fd, buf, len, flags);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+/* Gather send: @msg and every iovec behind it live until the CQE. */
+static int rs_prep_sendmsg(struct rs_ring *r, int fd,
+			   const struct msghdr *msg, uint64_t ud, int flags)
+{
+	struct io_uring_sqe *sqe = rs_sqe(r, 1);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_sendmsg(sqe, fd, msg, flags);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 /*
  * MSG_WAITALL makes io_uring retry a short send internally, so one CQE
  * reports the whole buffer (or an error).  The caller keeps one send in
@@ -497,26 +522,13 @@ void rs_recycle(struct rs_ring *r, unsigned int bid)
 int rs_send(struct rs_ring *r, int fd, const char *buf, unsigned int len,
 	    uint64_t ud)
 {
-	struct io_uring_sqe *sqe = rs_sqe(r, 1);
-
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL | MSG_WAITALL);
-	io_uring_sqe_set_data64(sqe, ud);
-	return 0;
+	return rs_prep_send(r, fd, buf, len, ud, MSG_NOSIGNAL | MSG_WAITALL);
 }
 
-/* Gather send: @msg and every iovec behind it live until the CQE. */
 int rs_sendmsg(struct rs_ring *r, int fd, const struct msghdr *msg,
 	       uint64_t ud)
 {
-	struct io_uring_sqe *sqe = rs_sqe(r, 1);
-
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL | MSG_WAITALL);
-	io_uring_sqe_set_data64(sqe, ud);
-	return 0;
+	return rs_prep_sendmsg(r, fd, msg, ud, MSG_NOSIGNAL | MSG_WAITALL);
 }
 
 /*
@@ -527,25 +539,13 @@ int rs_sendmsg(struct rs_ring *r, int fd, const struct msghdr *msg,
 int rs_send_partial(struct rs_ring *r, int fd, const char *buf,
 		    unsigned int len, uint64_t ud)
 {
-	struct io_uring_sqe *sqe = rs_sqe(r, 1);
-
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ud);
-	return 0;
+	return rs_prep_send(r, fd, buf, len, ud, MSG_NOSIGNAL);
 }
 
 int rs_sendmsg_partial(struct rs_ring *r, int fd, const struct msghdr *msg,
 		       uint64_t ud)
 {
-	struct io_uring_sqe *sqe = rs_sqe(r, 1);
-
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ud);
-	return 0;
+	return rs_prep_sendmsg(r, fd, msg, ud, MSG_NOSIGNAL);
 }
 
 /*
