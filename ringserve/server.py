@@ -299,17 +299,17 @@ def run_worker(config: Any, app: Any, listeners: list[socket.socket], hooks: "Wo
         if hub is not None and hub is not getattr(loop, "ring_selector", None):
             hub.close()
         loop.close()  # this restores SIGTERM's default action...
-        quiet = server.hooks.install_signals and server.stop_event.is_set()
-        if quiet:
+        previous = None
+        if server.hooks.install_signals and server.stop_event.is_set():
             # ...but we are stopping already: a second SIGTERM (a supervisor's, after a group-wide
             # one) must not kill us before the ring settles and the stats are written.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         asyncio.set_event_loop(None)
         backend.settle()
         logger.info("%s", backend.stats(len(server.conns)))
         backend.close()
-        if quiet:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code
 
 
