@@ -263,7 +263,7 @@ class HTTPCycle:
         finally:
             os.close(fd)
 
-    async def run(self, app: Any) -> None:
+    async def run(self, app: Any, start: float) -> None:
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:
@@ -279,6 +279,8 @@ class HTTPCycle:
                 if not self.disconnected:  # an app that stops on http.disconnect is right to
                     logger.error("ASGI callable returned without completing response.")
                 self.conn.abort()
+        finally:
+            self.conn.server.cycle_done(self.conn, self, start)
 
     def _failed(self, exc: BaseException) -> None:
         if self.disconnected and isinstance(exc, (asyncio.CancelledError, OSError)):

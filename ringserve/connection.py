@@ -168,7 +168,8 @@ class Connection:
     def run_cycle(self, cycle: Any) -> None:
         server = self.server
         server.active += 1
-        task = cycle.task = server.spawn(server.run_cycle(self, cycle))
+        start = monotonic() if server.access_log else 0.0
+        task = cycle.task = server.spawn(cycle.run(server.app, start))
         if not task.done():
             server.tasks.add(task)
 

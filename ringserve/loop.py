@@ -31,7 +31,14 @@ POLLERR = 0x008
 POLLHUP = 0x010
 
 Dispatch = Callable[[list], None]
-_current_task = asyncio.current_task
+_Task = asyncio.Task
+# asyncio.current_task(loop) is a Python function over this dict on 3.11 (C from 3.12): use the dict
+_current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+if isinstance(_current_tasks, dict):
+    _current_task = _current_tasks.get
+else:  # pragma: no cover - a Python that keeps current tasks elsewhere
+    _current_task = asyncio.current_task
+TASK_NAME = "ringserve.cycle"  # one name for every request task: no "Task-<n>" formatted per request
 
 
 def _no_dispatch(cqes: list) -> None:  # until the server installs itself
@@ -170,20 +177,26 @@ class RingEventLoop(asyncio.SelectorEventLoop):
         up; in eager mode that one call runs the step at once instead (the task is current while
         it runs, so asyncio.current_task(), anyio and sniffio see a real task). An app that
         finishes without waiting costs no Handle and no loop round trip."""
-        if _current_task(self) is not None:  # inside another task: a step can't nest; schedule it
+        if self._task_factory is not None or _current_task(self) is not None:
+            # a custom factory decides what a task is; inside another task a step can't nest
             return self.create_task(coro)
         self._eager = True
         try:
-            return self.create_task(coro)
+            return _Task(coro, loop=self, name=TASK_NAME)
         finally:
             self._eager = False
 
     def call_soon(self, callback, *args, context=None):
         if self._eager:
+            # The new task's first step (the only call_soon in Task.__init__). It runs here,
+            # without a Handle: Task.__step catches what the coroutine raises, and what it
+            # re-raises (SystemExit, KeyboardInterrupt) a Handle would re-raise too.
             self._eager = False
-            handle = asyncio.Handle(callback, args, self, context)
-            handle._run()
-            return handle
+            if context is None:
+                callback(*args)
+            else:
+                context.run(callback, *args)
+            return None
         return super().call_soon(callback, *args, context=context)
 
 

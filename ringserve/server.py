@@ -94,21 +94,19 @@ class Server:
 
     # -- request cycles ---------------------------------------------------------
 
-    async def run_cycle(self, conn: Connection, cycle: HTTPCycle) -> None:
-        start = time.monotonic() if self.access_log else 0.0
-        try:
-            await cycle.run(self.app)
-        finally:
-            self.active -= 1
-            self.served += 1
-            if self.tasks:
-                # cycle.task is set once spawn() returned; a cycle that finished inside it was never added
-                self.tasks.discard(cycle.task)
-            if self.access_log:
-                self.log_access(conn, cycle, start)
-            if self.served == self.max_requests:
-                logger.info("Maximum requests reached (%d); shutting down this worker gracefully.", self.served)
-                self.request_stop()
+    def cycle_done(self, conn: Connection, cycle: Any, start: float) -> None:
+        """A cycle's run(app, start) ends here, however the app ended (each cycle class calls it in
+        a `finally`: one coroutine per request, not a wrapper around the cycle's)."""
+        self.active -= 1
+        self.served += 1
+        if self.tasks:
+            # cycle.task is set once spawn() returned; a cycle that finished inside it was never added
+            self.tasks.discard(cycle.task)
+        if self.access_log:
+            self.log_access(conn, cycle, start)
+        if self.served == self.max_requests:
+            logger.info("Maximum requests reached (%d); shutting down this worker gracefully.", self.served)
+            self.request_stop()
 
     def log_access(self, conn: Connection, cycle: HTTPCycle, start: float) -> None:
         from ringserve.logs import AccessInfo

@@ -225,19 +225,22 @@ class WSCycle:
         self.state = CLOSED
         self._gone(1006)
 
-    async def run(self, app: Any) -> None:
-        if self.refusal:  # not a valid handshake: 400, or 426 naming the version we speak
-            extra = b"sec-websocket-version: 13\r\n" if self.refusal == 426 else b""
-            return self._http_error(self.refusal, extra)
-        self.conn.switch_to(self)
+    async def run(self, app: Any, start: float) -> None:
         try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            self._ended(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self._ended(None)
+            if self.refusal:  # not a valid handshake: 400, or 426 naming the version we speak
+                extra = b"sec-websocket-version: 13\r\n" if self.refusal == 426 else b""
+                return self._http_error(self.refusal, extra)
+            self.conn.switch_to(self)
+            try:
+                await app(self.scope, self.receive, self.send)
+            except BaseException as exc:
+                self._ended(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                self._ended(None)
+        finally:
+            self.conn.server.cycle_done(self.conn, self, start)
 
     def _ended(self, exc: BaseException | None) -> None:
         """The app returned (exc None) or raised: 500 before the handshake, 1000 or 1011 after."""

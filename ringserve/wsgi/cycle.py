@@ -105,7 +105,7 @@ class WSGICycle(AppSide):
         if waiter is not None:
             waiter.set()
 
-    async def run(self, app: Any) -> None:
+    async def run(self, app: Any, start: float) -> None:
         self.done = done = self.conn.loop.create_future()
         self.submit(self.call)
         try:
@@ -113,6 +113,8 @@ class WSGICycle(AppSide):
         except asyncio.CancelledError:
             self.disconnect()  # the server is shutting down: stop the app at its next block
             raise
+        finally:
+            self.conn.server.cycle_done(self.conn, self, start)
 
     def live(self) -> bool:
         """May this cycle still write to its connection?"""
