@@ -201,17 +201,20 @@ class HTTPCycle:
         if self.complete:
             raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
         if kind == "http.response.body":
-            await self._send_body(message.get("body", b""), message.get("more_body", False))
+            # Written at once; a coroutine (drain) only when the transport's buffer is full
+            if self._send_body(message.get("body", b""), message.get("more_body", False)):
+                await self.conn.drain()
         elif kind == "http.response.pathsend":
             await self._send_path(message["path"])
         else:
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
 
-    async def _send_body(self, body: bytes, more: bool) -> None:
+    def _send_body(self, body: bytes, more: bool) -> bool:
+        """Frame and write a body message; True when the caller should wait for drain()."""
         if self.disconnected:
             if not more:
                 self.complete = True
-            return
+            return False
         if type(body) is not bytes:
             body = bytes(body)
         http = self.http
@@ -235,8 +238,8 @@ class HTTPCycle:
             self.conn.response_done(self)
             if self.waiter is not None:
                 self._wake()
-        elif self.conn.write_blocked:
-            await self.conn.drain()
+            return False
+        return self.conn.write_blocked
 
     def start_head(self) -> bytes:
         """Serialise the response head (once)."""
