@@ -107,6 +107,8 @@ class HTTPCycle:
         "task", "body_bytes", "head_sent", "body_sent",
     )
 
+    on_thread = False  # run(app, start) is the request's task (WSGICycle: begin() instead)
+
     def __init__(self, conn: Any, request: Any, shared: ServerState) -> None:
         self.conn = conn
         self.http = conn.http

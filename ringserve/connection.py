@@ -173,6 +173,9 @@ class Connection:
         server = self.server
         server.active += 1
         start = monotonic() if server.access_log else 0.0
+        if cycle.on_thread:  # WSGI: the app runs on a pool thread, the cycle needs no task
+            cycle.begin(start)
+            return
         task = cycle.task = server.spawn(cycle.run(server.app, start))
         if not task.done():
             server.tasks.add(task)

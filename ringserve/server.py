@@ -51,6 +51,8 @@ class Server:
         self.hooks = hooks or WorkerHooks()
         self.spawn = task_spawner(loop)
         self.tasks: set[asyncio.Task] = set()  # cycles still running after their first step
+        self.threaded: set = set()  # WSGI cycles whose app is on a pool thread (no task: WSGICycle.begin)
+        self.threads_idle: asyncio.Future | None = None  # resolved when `threaded` empties while draining
         self.limits = Limits(
             max_request_line=config.limit_request_line,
             max_header_count=config.limit_request_fields,
@@ -107,6 +109,14 @@ class Server:
         if self.served == self.max_requests:
             logger.info("Maximum requests reached (%d); shutting down this worker gracefully.", self.served)
             self.request_stop()
+
+    def threaded_done(self, cycle: Any) -> None:
+        """A WSGI cycle's pool thread is done with it (its last posted action ran)."""
+        self.threaded.discard(cycle)
+        self.cycle_done(cycle.conn, cycle, cycle.started_at)
+        idle = self.threads_idle
+        if idle is not None and not self.threaded and not idle.done():
+            idle.set_result(None)
 
     def log_access(self, conn: Connection, cycle: HTTPCycle, start: float) -> None:
         from ringserve.logs import AccessInfo
@@ -221,15 +231,25 @@ class Server:
         """Apps may still run after their response (a background task): give them what is left
         of the graceful timeout, then cancel them."""
         tasks = {t for t in self.tasks if not t.done()}
-        if tasks and budget > 0 and not self.force:
-            logger.info("Waiting for %d background task(s) to complete.", len(tasks))
-            await asyncio.wait(tasks, timeout=budget)
+        waits = set(tasks)
+        if self.threaded:  # WSGI apps still on pool threads (their connections were closed above)
+            self.threads_idle = self.loop.create_future()
+            waits.add(self.threads_idle)
+        if waits and budget > 0 and not self.force:
+            logger.info("Waiting for %d background task(s) to complete.", len(tasks) + len(self.threaded))
+            await asyncio.wait(waits, timeout=budget)
         tasks = {t for t in tasks if not t.done()}
         for task in tasks:
             task.cancel()
-        if tasks:
-            logger.warning("Cancelled %d task(s) still running at the end of the graceful timeout.", len(tasks))
-            await asyncio.wait(tasks, timeout=1.0)
+        for cycle in list(self.threaded):
+            cycle.disconnect()  # the app stops at its next read or write
+        if tasks or self.threaded:
+            logger.warning("Cancelled %d task(s) still running at the end of the graceful timeout.",
+                           len(tasks) + len(self.threaded))
+            waits = set(tasks)
+            if self.threaded:
+                waits.add(self.threads_idle)
+            await asyncio.wait(waits, timeout=1.0)
         from ringserve.sockets import close_listeners
 
         close_listeners(self.socks, self.config)

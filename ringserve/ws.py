@@ -225,6 +225,8 @@ class WSCycle:
         self.state = CLOSED
         self._gone(1006)
 
+    on_thread = False
+
     async def run(self, app: Any, start: float) -> None:
         try:
             if self.refusal:  # not a valid handshake: 400, or 426 naming the version we speak

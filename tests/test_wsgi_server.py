@@ -122,3 +122,23 @@ def test_graceful_shutdown_finishes_the_request_in_flight(start_server):
     thread.join(10)
     assert result["resp"].status == 200 and result["resp"].body == b"slept"
     assert server.stop() in (0, -15)
+
+
+@pytest.mark.ringserve_only("ringserve's --timeout-graceful-shutdown (gunicorn: --graceful-timeout)")
+def test_endless_response_is_stopped_at_the_graceful_timeout(start_server):
+    """An app still streaming when the graceful timeout ends: its connection is closed, its thread
+    stops at its next block (the iterable's close() is called) and the worker exits cleanly."""
+    server = start_server(APP, "--timeout-graceful-shutdown", "1")
+    with server.connect() as conn:
+        conn.request("GET", "/endless?id=graceful-endless")
+        assert conn.read_head().status == 200
+        start = time.monotonic()
+        server.terminate()
+        closed, _ = conn.wait_closed(8)
+        assert closed, "the endless response was not cut at the graceful timeout"
+        assert server.stop() == 0
+        assert 0.9 < time.monotonic() - start < 5
+    output = server.output()
+    assert "Graceful shutdown timed out" in output
+    assert "Cancelled 1 task(s) still running" in output
+    assert "still running application code at exit" not in output, output

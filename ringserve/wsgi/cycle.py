@@ -55,7 +55,7 @@ class WSGICycle(AppSide):
     root: str
 
     __slots__ = (
-        "conn", "http", "request", "shared", "scope", "task", "done", "status", "headers",
+        "conn", "http", "request", "shared", "scope", "task", "started_at", "ended", "status", "headers",
         "body_bytes", "head_sent", "more_body", "complete", "disconnected", "chunks", "received",
         "paused", "released", "held", "drain_hooked", "file_done", "consumed", "resume_asked",
         "continued", "posted", "head_posted", "waiter", "status_code", "out_headers", "left",
@@ -67,8 +67,9 @@ class WSGICycle(AppSide):
         self.request = request
         self.shared = shared
         self.scope = {"client": conn.client}  # what the access log reads
-        self.task: asyncio.Task | None = None
-        self.done: asyncio.Future | None = None
+        self.task = None  # never a Task: see begin()
+        self.started_at = 0.0
+        self.ended = False
         self.status = self.body_bytes = 0
         self.headers: list = []
         self.head_sent = self.complete = self.disconnected = self.paused = False
@@ -105,16 +106,16 @@ class WSGICycle(AppSide):
         if waiter is not None:
             waiter.set()
 
-    async def run(self, app: Any, start: float) -> None:
-        self.done = done = self.conn.loop.create_future()
+    on_thread = True  # Connection.run_cycle calls begin() instead of spawning a task
+
+    def begin(self, start: float) -> None:
+        """Hand the request to a pool thread. The loop side needs no asyncio Task: everything it
+        does is a reaction to the thread's posted actions, and finish() ends the cycle (a Task
+        here cost a Future, a suspended coroutine and a wake-up Handle per request on the loop
+        thread, which is the one that holds the GIL longest)."""
+        self.started_at = start
+        self.conn.server.threaded.add(self)
         self.submit(self.call)
-        try:
-            await done
-        except asyncio.CancelledError:
-            self.disconnect()  # the server is shutting down: stop the app at its next block
-            raise
-        finally:
-            self.conn.server.cycle_done(self.conn, self, start)
 
     def live(self) -> bool:
         """May this cycle still write to its connection?"""
@@ -197,10 +198,10 @@ class WSGICycle(AppSide):
         self.disconnect()
 
     def finish(self, arg: Any) -> None:
-        """The app side is done with this request (close() was called): run() returns."""
-        done = self.done
-        if done is not None and not done.done():
-            done.set_result(None)
+        """The app side is done with this request (close() was called): the cycle ends."""
+        if not self.ended:
+            self.ended = True
+            self.conn.server.threaded_done(self)
 
     def fail_and_finish(self, arg: Any) -> None:
         self.fail(None)
