@@ -285,7 +285,7 @@ class HTTPCycle:
                     logger.error("ASGI callable returned without completing response.")
                 self.conn.abort()
         finally:
-            self.conn.server.cycle_done(self.conn, self, start)
+            self.conn.server.cycle_done(self, start)
 
     def _failed(self, exc: BaseException) -> None:
         if self.disconnected and isinstance(exc, (asyncio.CancelledError, OSError)):

@@ -101,11 +101,7 @@ class Connection:
             self.upgraded.data_received(data)
             return
         self.http.receive_data(data)
-        self.in_events = True  # handle_events(), inlined: this runs for every receive
-        try:
-            self._handle_events()
-        finally:
-            self.in_events = False
+        self.handle_events()
 
     def handle_events(self) -> None:
         self.in_events = True

@@ -96,7 +96,7 @@ class Server:
 
     # -- request cycles ---------------------------------------------------------
 
-    def cycle_done(self, conn: Connection, cycle: Any, start: float) -> None:
+    def cycle_done(self, cycle: Any, start: float) -> None:
         """A cycle's run(app, start) ends here, however the app ended (each cycle class calls it in
         a `finally`: one coroutine per request, not a wrapper around the cycle's)."""
         self.active -= 1
@@ -105,7 +105,7 @@ class Server:
             # cycle.task is set once spawn() returned; a cycle that finished inside it was never added
             self.tasks.discard(cycle.task)
         if self.access_log:
-            self.log_access(conn, cycle, start)
+            self.log_access(cycle, start)
         if self.served == self.max_requests:
             logger.info("Maximum requests reached (%d); shutting down this worker gracefully.", self.served)
             self.request_stop()
@@ -113,12 +113,12 @@ class Server:
     def threaded_done(self, cycle: Any) -> None:
         """A WSGI cycle's pool thread is done with it (its last posted action ran)."""
         self.threaded.discard(cycle)
-        self.cycle_done(cycle.conn, cycle, cycle.started_at)
+        self.cycle_done(cycle, cycle.started_at)
         idle = self.threads_idle
         if idle is not None and not self.threaded and not idle.done():
             idle.set_result(None)
 
-    def log_access(self, conn: Connection, cycle: HTTPCycle, start: float) -> None:
+    def log_access(self, cycle: Any, start: float) -> None:
         from ringserve.logs import AccessInfo
 
         request = cycle.request
@@ -231,28 +231,29 @@ class Server:
         """Apps may still run after their response (a background task): give them what is left
         of the graceful timeout, then cancel them."""
         tasks = {t for t in self.tasks if not t.done()}
-        waits = set(tasks)
-        if self.threaded:  # WSGI apps still on pool threads (their connections were closed above)
-            self.threads_idle = self.loop.create_future()
-            waits.add(self.threads_idle)
-        if waits and budget > 0 and not self.force:
+        if (tasks or self.threaded) and budget > 0 and not self.force:
             logger.info("Waiting for %d background task(s) to complete.", len(tasks) + len(self.threaded))
-            await asyncio.wait(waits, timeout=budget)
+            await self._wait_for(tasks, budget)
         tasks = {t for t in tasks if not t.done()}
         for task in tasks:
             task.cancel()
-        for cycle in list(self.threaded):
-            cycle.disconnect()  # the app stops at its next read or write
+        for cycle in list(self.threaded):  # WSGI's cancel: the app stops at its next read or write
+            cycle.disconnect()
         if tasks or self.threaded:
             logger.warning("Cancelled %d task(s) still running at the end of the graceful timeout.",
                            len(tasks) + len(self.threaded))
-            waits = set(tasks)
-            if self.threaded:
-                waits.add(self.threads_idle)
-            await asyncio.wait(waits, timeout=1.0)
+            await self._wait_for(tasks, 1.0)
         from ringserve.sockets import close_listeners
 
         close_listeners(self.socks, self.config)
+
+    async def _wait_for(self, tasks: set, timeout: float) -> None:
+        """Wait up to timeout for these tasks and for every WSGI cycle still on a pool thread."""
+        waits = set(tasks)
+        if self.threaded:
+            self.threads_idle = self.loop.create_future()  # threaded_done() resolves it
+            waits.add(self.threads_idle)
+        await asyncio.wait(waits, timeout=timeout)
 
 
 def serve(config: Any) -> int:

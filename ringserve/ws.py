@@ -242,7 +242,7 @@ class WSCycle:
             else:
                 self._ended(None)
         finally:
-            self.conn.server.cycle_done(self.conn, self, start)
+            self.conn.server.cycle_done(self, start)
 
     def _ended(self, exc: BaseException | None) -> None:
         """The app returned (exc None) or raised: 500 before the handshake, 1000 or 1011 after."""

@@ -76,19 +76,11 @@ class RequestParser:
             return self._feed_after(data)
         if not data:
             return self._at_eof()
-        if type(data) is not bytes:
-            if phase == BODY and self._body_left >= len(data):
-                # All body (an upload in 16 KiB ring buffers): llhttp reads the view and its
-                # on_body makes the one copy that is kept.
-                self._body_left -= len(data)
-                try:
-                    self._run(data, 0, 0, 0)
-                except ProtocolError as exc:
-                    self._fail(exc)
-                except HttpParserError as exc:
-                    self._fail(self._error or _translate(exc))
-                return
-            data = bytes(memoryview(data))  # a ring buffer is only ours during this call
+        if type(data) is not bytes and not (phase == BODY and self._body_left >= len(data)):
+            # A ring buffer is only ours during this call: copy it, unless it is all body (an
+            # upload in 16 KiB buffers), which _feed_body hands to llhttp as the view itself and
+            # whose on_body makes the one copy that is kept.
+            data = bytes(memoryview(data))
         n = len(data)
         pos = 0
         try:
