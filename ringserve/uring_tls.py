@@ -12,9 +12,10 @@ Theory of operation
 - kTLS (ktls.py), when the worker has it: during the handshake each receive is
   single-shot, so no ciphertext past the handshake is taken from the socket. At its
   end the connection is SWITCHING: it sends OpenSSL's last flight, and when that send
-  completes installs the keys with the record sequence numbers counted by RecordScan
-  (TLS 1.3 sending: the records of the final flight, i.e. session tickets; TLS 1.2:
-  the records after each side's ChangeCipherSpec). It then becomes a
+  completes installs the keys with the record sequence numbers counted by RecordScan over
+  every byte each side sent (TLS 1.3 sending: the records of the final flight, i.e.
+  session tickets; TLS 1.2: the records after each side's ChangeCipherSpec, which a
+  resumed handshake sends in the server's FIRST flight). It then becomes a
   KTLSTxConnection (the kernel encrypts; OpenSSL still decrypts, TLS 1.3) or a
   KTLSConnection (both directions, TLS 1.2): same slots, other methods.
 - Close: close_notify after the queued output (OpenSSL's, or an alert record through
@@ -29,7 +30,7 @@ import ssl
 from typing import Any
 
 from ringserve.connection import LINGER_S, Connection, monotonic
-from ringserve.ktls import TLS_RX, TLS_TX, RecordScan
+from ringserve.ktls import TLS_1_3, TLS_RX, TLS_TX, RecordScan
 from ringserve.tls import ConnectionTLS
 from ringserve.uring import RingConnection
 
@@ -178,34 +179,34 @@ class TLSRingConnection(RingConnection):
         self.tls = ConnectionTLS(settings, self.sslobj)
         self.extensions = self.tls.extensions(server.shared.extensions)
         self.deadline = monotonic() + server.head_timeout
-        final = self.outgoing.read()
         ktls = settings.ktls
         offload = ktls.offload(self.sslobj) if ktls is not None else None
+        scan = self.tx_scan
+        before = scan.records if scan is not None else 0
+        self._send_outgoing()  # the last flight (TLS 1.3: session tickets), ahead of any answer below
+        last = scan.records if scan is not None else 0
         self.phase = OPEN
         kept: list[bytes] = []
         self._decrypt(kept)  # application data that came right behind the client's Finished
         if self.closed:
             return
         plain = b"".join(kept)
+        if offload is not None and offload.version == TLS_1_3:
+            # the records under the application keys: the last flight's. Anything OpenSSL wrote
+            # after it (a KeyUpdate's answer) moved to keys the kernel would not have.
+            self.tx_seq = last - before
+            if scan.records != last:
+                offload = None
+        elif offload is not None:
+            self.tx_seq = scan.after_ccs
         if offload is None:
             self.rx_scan = self.tx_scan = None
-            if final:
-                RingConnection.write(self, final)
             if plain:
                 Connection.data_received(self, plain)
             return
-        if offload.version == 0x0304:  # TLS 1.3: the final flight is session tickets, under the new keys
-            scan = RecordScan()
-            scan.feed(final)
-            self.tx_seq = scan.records
-        else:
-            self.tx_scan.feed(final)
-            self.tx_seq = self.tx_scan.after_ccs
         self.offload = offload
         self.held = plain
         self.phase = SWITCHING
-        if final:
-            RingConnection.write(self, final)
         if self.sending is None:
             self._switch()
 
@@ -249,6 +250,8 @@ class TLSRingConnection(RingConnection):
     def _send_outgoing(self) -> None:
         data = self.outgoing.read()
         if data:
+            if self.tx_scan is not None:  # until kTLS takes over: count what the kernel follows
+                self.tx_scan.feed(data)
             RingConnection.write(self, data)
 
     def write(self, data: bytes) -> None:

@@ -289,11 +289,12 @@ class Client:
     """HTTP/1.1 over Python's ssl on a blocking socket. suppress_ragged_eofs=False, so reading a clean
     end (the peer's close_notify) returns b"" while a TCP close without close_notify raises SSLEOFError."""
 
-    def __init__(self, port: int, ctx: ssl.SSLContext):
+    def __init__(self, port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None):
         raw = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+            self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False,
+                                        session=session)
         except BaseException:
             raw.close()
             raise
@@ -500,6 +501,25 @@ def test_tls12_offload(server, certs, name):
     after = wait_stat("TlsCurrTxSw", 0)
     assert after.get("TlsCurrTxSw", 0) == 0, ("the kTLS context outlived the connection", before, after)
     assert delta(after, before, "TlsDecryptError") == 0, (before, after)
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_resumed_session_offload(server, certs, version):
+    """Session resumption: in TLS 1.2's abbreviated handshake the server's ChangeCipherSpec and Finished
+    go out in its FIRST flight, not its last; the kernel must go on from the record after that
+    Finished, or the client's first decrypt fails (bad_record_mac) and a GCM nonce is used twice."""
+    ctx = ctx12(certs) if version == "1.2" else ctx13(certs)
+    with Client(server.port, ctx) as first:
+        assert first.info()["ktls"]["tx"]
+        session = first.sock.session
+    assert session is not None
+    with Client(server.port, ctx, session=session) as client:
+        assert client.sock.session_reused, "the client did not resume: the test proves nothing"
+        got = client.info()  # the first record the kernel encrypted
+        want = {"tx": True, "rx": version == "1.2"}
+        assert got["ktls"] == want, got
+        transfer(client, b"r" * (1 << 20))
+        assert client.info()["ktls"] == want
 
 
 @pytest.mark.parametrize("name", TLS12_CIPHERS)
