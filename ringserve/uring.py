@@ -67,9 +67,10 @@ class FileJob:
 class Gather:
     """Several buffers in one sendmsg; the iovecs and buffers live until its CQE."""
 
-    __slots__ = ("parts", "keep", "msg", "total")
+    __slots__ = ("ffi", "parts", "keep", "msg", "total", "first")
 
-    def __init__(self, ffi: Any, parts: list[bytes]) -> None:
+    def __init__(self, ffi: Any, parts: list[Any]) -> None:
+        self.ffi = ffi
         self.parts = parts
         self.total = sum(map(len, parts))
         iov = ffi.new("struct iovec[]", len(parts))
@@ -83,9 +84,26 @@ class Gather:
         self.msg.msg_iov = iov
         self.msg.msg_iovlen = len(parts)
         self.keep = keep
+        self.first = 0  # the first iovec not wholly sent
 
     def __len__(self) -> int:
         return self.total
+
+    def advance(self, n: int) -> None:
+        """A short send took the first n bytes: point the msghdr at the rest, in place (no copy;
+        the buffers stay referenced by `keep`)."""
+        self.total -= n
+        iov = self.keep[0]
+        i = self.first
+        while n >= iov[i].iov_len and n:
+            n -= iov[i].iov_len
+            i += 1
+        if n:
+            iov[i].iov_base = self.ffi.cast("char *", iov[i].iov_base) + n
+            iov[i].iov_len -= n
+        self.first = i
+        self.msg.msg_iov = iov + i
+        self.msg.msg_iovlen = len(self.parts) - i
 
 
 class RingConnection(Connection):
@@ -179,11 +197,14 @@ class RingConnection(Connection):
             self.sending = None
             self.abort()
             return
-        if res < len(data):  # MSG_WAITALL makes this rare: continue the rest
-            rest = (b"".join(data.parts) if type(data) is Gather else data)[res:]
-            self.sending = rest
+        if res < len(data):
+            # Short send (rare under MSG_WAITALL; usual for big writes on kTLS sockets, which send
+            # without it): go on from byte res, without copying what is left.
+            if type(data) is not Gather:
+                data = self.sending = Gather(self.ring.ffi, [memoryview(data)])
+            data.advance(res)
             self.out_bytes -= res
-            self.sender(self.fd, rest, len(rest), self.ud_send)
+            self.msg_sender(self.fd, data.msg, self.ud_send)
             return
         self.out_bytes -= res
         self._next_output()
