@@ -133,7 +133,7 @@ def _first_cert(path: str) -> str | None:
 class ConnectionTLS:
     """One finished handshake, as the application sees it."""
 
-    __slots__ = ("asgi", "wsgi", "ktls_tx", "ktls_rx")
+    __slots__ = ("asgi", "wsgi", "ktls")
 
     def __init__(self, settings: TLSSettings, sslobj: Any) -> None:
         version = sslobj.version() or ""
@@ -141,7 +141,7 @@ class ConnectionTLS:
         der = sslobj.getpeercert(binary_form=True)
         chain = _peer_chain(sslobj, der)
         name = _rfc4514(sslobj.getpeercert().get("subject", ())) if der else None
-        self.ktls_tx = self.ktls_rx = False
+        self.ktls: dict | None = None  # {"tx": True, "rx": bool} once the kernel took over
         self.asgi = {
             "server_cert": settings.server_cert,
             "client_cert_chain": chain,
@@ -158,8 +158,11 @@ class ConnectionTLS:
         self.wsgi = env
 
     def extensions(self, base: dict) -> dict:
+        """A scope's extensions (HTTP or websocket) over this connection."""
         ext = dict(base)
         ext["tls"] = self.asgi
+        if self.ktls is not None:
+            ext["ringserve.ktls"] = self.ktls
         return ext
 
 

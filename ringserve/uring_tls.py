@@ -233,9 +233,8 @@ class TLSRingConnection(RingConnection):
         self.rx_scan = self.tx_scan = None
         self.phase = OPEN
         if tx:
-            self.tls.ktls_tx = True
-            self.tls.ktls_rx = rx
-            self.extensions["ringserve.ktls"] = {"tx": True, "rx": rx}
+            self.tls.ktls = {"tx": True, "rx": rx}
+            self.extensions = self.tls.extensions(self.server.shared.extensions)
             self.sender = self.ring.send_partial
             self.msg_sender = self.ring.sendmsg_partial
             self.__class__ = KTLSConnection if rx else KTLSTxConnection

@@ -504,6 +504,20 @@ def test_tls12_offload(server, certs, name):
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_websocket_over_ktls(server, certs, version):
+    """A wss connection is offloaded like any other, and its scope says so too."""
+    from websockets.sync.client import connect
+
+    ctx = ctx12(certs) if version == "1.2" else ctx13(certs)
+    with connect(f"wss://127.0.0.1:{server.port}/ws", ssl=ctx, open_timeout=IO_TIMEOUT,
+                 close_timeout=IO_TIMEOUT, proxy=None) as ws:
+        got = json.loads(ws.recv(timeout=IO_TIMEOUT))
+        assert got["ktls"] == {"tx": True, "rx": version == "1.2"}, got
+        ws.send("through the kernel")
+        assert ws.recv(timeout=IO_TIMEOUT) == "through the kernel"
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_resumed_session_offload(server, certs, version):
     """Session resumption: in TLS 1.2's abbreviated handshake the server's ChangeCipherSpec and Finished
     go out in its FIRST flight, not its last; the kernel must go on from the record after that

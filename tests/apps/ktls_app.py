@@ -6,11 +6,13 @@
   /upload    the /info JSON plus "size" and "sha256" of the request body
   /big       tests/apps/big.py (size=N bytes, x-sha256 header)
   /pathsend  tests/apps/pathsend.py (path=P: the file, by http.response.pathsend when offered)
+  websocket  accepts, sends the /info JSON as text, then echoes text until the client leaves
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 from tests.apps import big, pathsend
@@ -33,6 +35,13 @@ def info(scope) -> dict:
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         await lifespan_noop(receive, send)
+        return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(info(scope))})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
         return
     route = scope["path"].lstrip("/").split("/", 1)[0]
     if route == "big":
