@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.parse
 
@@ -37,6 +38,32 @@ async def read_body(receive) -> tuple[bytes, list[list]]:
         if not more:
             break
     return b"".join(chunks), messages
+
+
+async def hash_body(receive) -> tuple[int, str] | None:
+    """Read the whole request body without keeping it: (size, sha256 hex), or None if the client left."""
+    digest, size = hashlib.sha256(), 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body = message.get("body", b"")
+        digest.update(body)
+        size += len(body)
+        if not message.get("more_body", False):
+            return size, digest.hexdigest()
+
+
+async def ws_echo(receive, send) -> dict:
+    """Echo websocket messages (text as text, bytes as bytes) until the disconnect, and return it."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return message
+        if message.get("bytes") is not None:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:
+            await send({"type": "websocket.send", "text": message["text"]})
 
 
 async def send_bytes(send, body: bytes, status: int = 200, content_type: bytes = b"text/plain",

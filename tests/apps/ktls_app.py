@@ -6,17 +6,16 @@
   /upload    the /info JSON plus "size" and "sha256" of the request body
   /big       tests/apps/big.py (size=N bytes, x-sha256 header)
   /pathsend  tests/apps/pathsend.py (path=P: the file, by http.response.pathsend when offered)
-  websocket  accepts, sends the /info JSON as text, then echoes text until the client leaves
+  websocket  accepts, sends the /info JSON as text, then echoes until the client leaves
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
 from tests.apps import big, pathsend
-from tests.apps._util import lifespan_noop, send_json
+from tests.apps._util import hash_body, lifespan_noop, send_json, ws_echo
 
 
 def info(scope) -> dict:
@@ -40,8 +39,7 @@ async def app(scope, receive, send):
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.send", "text": json.dumps(info(scope))})
-        while (message := await receive())["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        await ws_echo(receive, send)
         return
     route = scope["path"].lstrip("/").split("/", 1)[0]
     if route == "big":
@@ -50,17 +48,10 @@ async def app(scope, receive, send):
     if route == "pathsend":
         await pathsend.app(scope, receive, send)
         return
-    digest, size = hashlib.sha256(), 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return  # the client went away
-        body = message.get("body", b"")
-        digest.update(body)
-        size += len(body)
-        if not message.get("more_body", False):
-            break
+    hashed = await hash_body(receive)
+    if hashed is None:
+        return  # the client went away
     payload = info(scope)
     if route == "upload":
-        payload.update(size=size, sha256=digest.hexdigest())
+        payload.update(size=hashed[0], sha256=hashed[1])
     await send_json(send, payload)

@@ -5,9 +5,8 @@
 """
 
 import asyncio
-import hashlib
 
-from tests.apps._util import lifespan_noop, query, send_bytes
+from tests.apps._util import hash_body, lifespan_noop, query, send_bytes
 
 
 async def app(scope, receive, send):
@@ -15,12 +14,6 @@ async def app(scope, receive, send):
         await lifespan_noop(receive, send)
         return
     await asyncio.sleep(float(query(scope).get("wait", 0)))
-    digest, size, more = hashlib.sha256(), 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        digest.update(message.get("body", b""))
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-    await send_bytes(send, b"%d %s" % (size, digest.hexdigest().encode()))
+    hashed = await hash_body(receive)
+    if hashed is not None:
+        await send_bytes(send, b"%d %s" % (hashed[0], hashed[1].encode()))

@@ -13,11 +13,10 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 
 from tests.apps import big, pathsend
-from tests.apps._util import lifespan_noop, query, send_json
+from tests.apps._util import hash_body, lifespan_noop, query, send_json, ws_echo
 
 
 def _jsonable(value):
@@ -44,31 +43,16 @@ def describe(scope) -> dict:
 
 
 async def upload(receive, send):
-    digest, size = hashlib.sha256(), 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        body = message.get("body", b"")
-        digest.update(body)
-        size += len(body)
-        if not message.get("more_body", False):
-            break
-    await send_json(send, {"size": size, "sha256": digest.hexdigest()})
+    hashed = await hash_body(receive)
+    if hashed is not None:
+        await send_json(send, {"size": hashed[0], "sha256": hashed[1]})
 
 
 async def websocket(scope, receive, send):
     assert (await receive())["type"] == "websocket.connect"
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.send", "text": json.dumps(describe(scope))})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("bytes") is not None:
-            await send({"type": "websocket.send", "bytes": message["bytes"]})
-        else:
-            await send({"type": "websocket.send", "text": message["text"]})
+    await ws_echo(receive, send)
 
 
 async def app(scope, receive, send):

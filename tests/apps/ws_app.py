@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.apps._util import lifespan_noop, query, send_bytes
+from tests.apps._util import lifespan_noop, query, send_bytes, ws_echo
 
 LOG: dict[str, dict] = {}
 
@@ -46,16 +46,9 @@ async def finish(run: str, receive) -> None:
 
 
 async def echo(scope, receive, send, args):
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            record(args.get("id", ""), disconnect=[message.get("code"), message.get("reason", "")])
-            print(f"ws-disconnect {args.get('id', '')} {message.get('code')}", flush=True)
-            return
-        if message.get("bytes") is not None:
-            await send({"type": "websocket.send", "bytes": message["bytes"]})
-        else:
-            await send({"type": "websocket.send", "text": message["text"]})
+    message = await ws_echo(receive, send)
+    record(args.get("id", ""), disconnect=[message.get("code"), message.get("reason", "")])
+    print(f"ws-disconnect {args.get('id', '')} {message.get('code')}", flush=True)
 
 
 async def websocket(scope, receive, send):
