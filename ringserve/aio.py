@@ -14,7 +14,6 @@ from typing import Any
 from ringserve.connection import LINGER_S, Connection, done_future, monotonic
 from ringserve.uring import sockname_of
 
-CHUNK = 256 * 1024
 
 
 class StreamConnection(Connection, asyncio.Protocol):

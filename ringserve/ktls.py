@@ -169,7 +169,7 @@ class KernelTLS:
         ptr = self.ssl_ptr(sslobj)
         if ptr is None:
             return None
-        n = self.lib.rs_tls_take(ptr, self.buf, 1024)
+        n = self.lib.rs_tls_take(ptr, self.buf, len(self.buf))
         if n < 0:
             return None
         text = bytes(self.ffi.buffer(self.buf, n)).decode("ascii", "replace")

@@ -32,7 +32,7 @@ from typing import Any
 from ringserve.connection import LINGER_S, Connection, monotonic
 from ringserve.ktls import TLS_1_3, TLS_RX, TLS_TX, RecordScan
 from ringserve.tls import ConnectionTLS
-from ringserve.uring import RingConnection
+from ringserve.uring import RECV_ARMED, RECV_OFF, RingConnection
 
 logger = logging.getLogger("ringserve.error")
 
@@ -76,7 +76,7 @@ class TLSRingConnection(RingConnection):
     def arm_recv(self) -> None:
         if self.phase == SWITCHING:
             return  # the socket's next bytes may be the kernel's to decrypt
-        self.recv_state = 1  # RECV_ARMED
+        self.recv_state = RECV_ARMED
         multishot = 0 if self.rx_scan is not None and self.phase == HANDSHAKE else self.server.backend.multishot_recv
         self.ring.recv(self.fd, self.ud_recv, multishot)
 
@@ -239,7 +239,7 @@ class TLSRingConnection(RingConnection):
             self.msg_sender = self.ring.sendmsg_partial
             self.__class__ = KTLSConnection if rx else KTLSTxConnection
         held, self.held = self.held, b""
-        if self.want_read and self.recv_state == 0:
+        if self.want_read and self.recv_state == RECV_OFF:
             self.arm_recv()
         if held:
             Connection.data_received(self, held)
@@ -310,6 +310,7 @@ class KTLSTxConnection(TLSRingConnection):
 
     write = RingConnection.write
     write_parts = RingConnection.write_parts
+    send_done = RingConnection.send_done  # past SWITCHING: no handshake check per send
     sendfile = RingConnection.sendfile  # splice: encrypted by the kernel, no copy through Python
 
     def _after_read(self) -> None:
@@ -339,7 +340,7 @@ class KTLSConnection(KTLSTxConnection):
 
     def recv_ended(self, res: int) -> None:
         if res == -errno.EIO and not self.closed:
-            self.recv_state = 0  # RECV_OFF
+            self.recv_state = RECV_OFF
             self.close_notified()
             return
         RingConnection.recv_ended(self, res)

@@ -30,7 +30,6 @@ enum rs_op {
 	RS_OP_SPLICE_IN = 7,
 	RS_OP_SPLICE_OUT = 8,
 	RS_OP_NOP = 9,
-	RS_OP_SHUTDOWN = 10,
 	RS_OP_WAKE = 11,
 };
 

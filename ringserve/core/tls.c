@@ -149,17 +149,6 @@ int rs_ktls_set(int fd, int dir, const void *info, unsigned int len)
 	return setsockopt(fd, SOL_TLS, dir, info, len) < 0 ? -errno : 0;
 }
 
-/* optlen must be 4 (sizeof struct tls_crypto_info) or EINVAL hides the state */
-int rs_ktls_get(int fd, int dir)
-{
-	struct tls_crypto_info info;
-	socklen_t len = sizeof(info);
-
-	if (getsockopt(fd, SOL_TLS, dir, &info, &len) < 0)
-		return -errno;
-	return info.cipher_type;
-}
-
 /*
  * A non-data record through kTLS TX: the record type travels in a
  * TLS_SET_RECORD_TYPE control message (Documentation/networking/tls.rst).
@@ -167,16 +156,19 @@ int rs_ktls_get(int fd, int dir)
 int rs_ktls_alert(int fd, unsigned char level, unsigned char description)
 {
 	unsigned char alert[2] = { level, description };
-	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+	union {		/* aligned for struct cmsghdr, as CMSG_FIRSTHDR assumes */
+		char buf[CMSG_SPACE(sizeof(unsigned char))];
+		struct cmsghdr align;
+	} control;
 	struct iovec iov = { .iov_base = alert, .iov_len = sizeof(alert) };
 	struct msghdr msg = {
 		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		.msg_control = control.buf, .msg_controllen = sizeof(control.buf),
 	};
 	struct cmsghdr *cmsg;
 	ssize_t n;
 
-	memset(cbuf, 0, sizeof(cbuf));
+	memset(&control, 0, sizeof(control));
 	cmsg = CMSG_FIRSTHDR(&msg);
 	cmsg->cmsg_level = SOL_TLS;
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;

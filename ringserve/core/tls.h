@@ -42,12 +42,6 @@ int rs_ktls_attach(int fd);
 /* Install a struct tls12_crypto_info_* for @dir (1 = TLS_TX, 2 = TLS_RX). */
 int rs_ktls_set(int fd, int dir, const void *info, unsigned int len);
 /*
- * The kernel's state for @dir: the cipher type (> 0) when offloaded,
- * -EBUSY when the ULP is attached but that direction is not, -ENOENT
- * without the ULP, other -errno otherwise.
- */
-int rs_ktls_get(int fd, int dir);
-/*
  * Send a TLS alert record (close_notify: level 1, description 0) through
  * kTLS TX, non-blocking.  Returns the bytes sent or -errno.
  */
