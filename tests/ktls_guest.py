@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers.ktls import kernel_tls_missing, make_certs, tls_stat
+from helpers.certs import make_tls_files
+from helpers.ktls import kernel_tls_missing, tls_stat
 
 _missing = kernel_tls_missing()
 if _missing:
@@ -377,7 +378,7 @@ def pin_tls13_suite(ctx: ssl.SSLContext, suite: str) -> None:
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("ktls-certs"))
+    return make_tls_files(tmp_path_factory.mktemp("ktls-certs"))
 
 
 @pytest.fixture(scope="module")
@@ -426,15 +427,22 @@ def _server_output_on_failure(request):
                 print(f"--- {name} output (ringserve {' '.join(server.args)}) ---\n{server.output()}")
 
 
+def client_context(certs, version: ssl.TLSVersion) -> ssl.SSLContext:
+    """Exactly `version`; a TCP close without close_notify shows (OP_IGNORE_UNEXPECTED_EOF cleared)."""
+    ctx = certs.client_context(min_version=version, max_version=version)
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    return ctx
+
+
 def ctx12(certs, cipher: str | None = None) -> ssl.SSLContext:
-    ctx = certs.client_context(TLS12)
+    ctx = client_context(certs, TLS12)
     if cipher:
         ctx.set_ciphers(cipher)
     return ctx
 
 
 def ctx13(certs, suite: str | None = None) -> ssl.SSLContext:
-    ctx = certs.client_context(TLS13)
+    ctx = client_context(certs, TLS13)
     if suite:
         pin_tls13_suite(ctx, suite)
     return ctx
@@ -588,7 +596,7 @@ def test_tls13_upload_download(server, certs, upload_body, name):
 def test_pathsend_splice(server, certs, data_file, version):
     """http.response.pathsend over kTLS TX: the file goes out by splice (the kernel encrypts), intact."""
     path, digest = data_file
-    ctx = certs.client_context(VERSIONS[version])
+    ctx = client_context(certs, VERSIONS[version])
     with Client(server.port, ctx) as client:
         pid = client.info()["pid"]
         fd = server_fd(pid, server.port, client.local_port)
@@ -610,7 +618,7 @@ def test_pathsend_splice(server, certs, data_file, version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_client_close_notify(server, certs, version):
     """The client ends with close_notify: the server answers with its own (through kTLS) and closes."""
-    with Client(server.port, certs.client_context(VERSIONS[version])) as client:
+    with Client(server.port, client_context(certs, VERSIONS[version])) as client:
         assert client.info()["ktls"]["tx"] is True
         try:
             raw = client.sock.unwrap()  # sends close_notify, then waits for the server's
@@ -624,7 +632,7 @@ def test_client_close_notify(server, certs, version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_server_close_notify(server, certs, version):
     """`connection: close`: after the response the server sends close_notify, then closes."""
-    with Client(server.port, certs.client_context(VERSIONS[version])) as client:
+    with Client(server.port, client_context(certs, VERSIONS[version])) as client:
         assert client.info()["ktls"]["tx"] is True
         client.send(build("GET", "/info?last", headers=("connection: close",)))
         resp = client.response()
@@ -637,7 +645,7 @@ def test_server_close_notify(server, certs, version):
 def test_pipelined(server, certs, version):
     """Three requests in one write, on a kTLS connection, answered in order."""
     body = os.urandom(100_000)
-    with Client(server.port, certs.client_context(VERSIONS[version])) as client:
+    with Client(server.port, client_context(certs, VERSIONS[version])) as client:
         first = client.info()
         rx = version == "tls12"
         assert first["ktls"] == {"tx": True, "rx": rx}
@@ -652,7 +660,7 @@ def test_pipelined(server, certs, version):
         assert hashlib.sha256(three.body).hexdigest() == three.headers["x-sha256"]
         assert client.buf == b""
     # and right after the handshake: the first requests may reach the server before the keys are installed
-    with Client(server.port, certs.client_context(VERSIONS[version])) as client:
+    with Client(server.port, client_context(certs, VERSIONS[version])) as client:
         client.send(build("GET", "/info?n=1") + build("POST", "/upload?n=2", body) + build("GET", "/info?n=3"))
         one, two, three = client.response(), client.response(), client.response()
         assert one.json()["ktls"] == three.json()["ktls"] == {"tx": True, "rx": rx}
@@ -671,7 +679,7 @@ def test_ktls_off_userspace(server_off, certs, data_file, version):
     """--ktls off: no ULP on the server's socket, no counters move, no extension; everything still works."""
     path, digest = data_file
     before = tls_stat()
-    with Client(server_off.port, certs.client_context(VERSIONS[version])) as client:
+    with Client(server_off.port, client_context(certs, VERSIONS[version])) as client:
         got = client.info()
         assert got["ktls"] is None, got
         fd = server_fd(got["pid"], server_off.port, client.local_port)
@@ -729,14 +737,14 @@ def shutdown_run(certs, data_file):
     try:
         idle = {}
         for version, tls_version in VERSIONS.items():
-            client = idle[version] = Client(server.port, certs.client_context(tls_version))
+            client = idle[version] = Client(server.port, client_context(certs, tls_version))
             clients.append(client)
             assert client.info()["ktls"]["tx"] is True
         for version, client in idle.items():
             run.keepalive_close[version] = _ending(client)
         busy = {}
         for version, tls_version in VERSIONS.items():
-            client = busy[version] = Client(server.port, certs.client_context(tls_version))
+            client = busy[version] = Client(server.port, client_context(certs, tls_version))
             clients.append(client)
             assert client.info()["ktls"]["tx"] is True
             resp = client.request("GET", f"/pathsend?path={data_file[0]}")

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Server
-from helpers.ktls import kernel_tls_missing, make_certs
+from helpers.certs import make_tls_files
+from helpers.ktls import kernel_tls_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST = ROOT / "tests" / "ktls_guest.py"
@@ -198,7 +199,7 @@ def test_guest(guest_run, name):
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("ktls-host-certs"))
+    return make_tls_files(tmp_path_factory.mktemp("ktls-host-certs"))
 
 
 needs_no_host_ktls = pytest.mark.skipif(HOST_KTLS_MISSING is None, reason="the host kernel has kTLS")
@@ -228,7 +229,7 @@ def test_ktls_auto_falls_back_to_userspace(certs):
     server.start()
     try:
         server.wait_for_output(r"kTLS: off \(", what="the kTLS: off (reason) line")
-        ctx = certs.client_context(ssl.TLSVersion.TLSv1_2)
+        ctx = certs.client_context(min_version=ssl.TLSVersion.TLSv1_2, max_version=ssl.TLSVersion.TLSv1_2)
         with server.client(verify=ctx) as client:
             got = client.get("/info").json()
             big = client.get("/big?size=300000")
