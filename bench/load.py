@@ -48,10 +48,11 @@ def parse_perf(text: str) -> int | None:
     return None
 
 
-def wrk(port: int, path: str, conc: int, duration: float, post: bool, perf: bool, log: Path | None = None) -> dict:
+def wrk(port: int, path: str, conc: int, duration: float, post: bool, perf: bool, log: Path | None = None,
+        scheme: str = "http") -> dict:
     """One wrk run. Returns wrk's JSON summary plus rps, ms latencies and the perf syscall count (or None)."""
     script = "post64k.lua" if post else "report.lua"
-    url = f"http://{HOST}:{port}{path}"
+    url = f"{scheme}://{HOST}:{port}{path}"
     cmd = ["wrk", "-t1", f"-c{conc}", f"-d{duration:g}s", "--latency", "-s", script, url]
     perf_out = tempfile.NamedTemporaryFile("r", suffix=".perf")
     if perf:

@@ -14,12 +14,13 @@ temp dir for this run and handed to all of them. Not the main bench (bench/run.s
 - a server that fails (start, check, load, or dies under load) is reported as failed with its log tail, is not
   measured in later rounds, and the others still run
 
-Servers (peers from bench/.venv as installed by bench/run.sh; ringserve from /work/main/.venv, this work tree):
-  ringserve-uring    python -m ringserve APP --io uring   --workers 1 --ssl-certfile C --ssl-keyfile K
-  ringserve-asyncio  python -m ringserve APP --io asyncio --workers 1 --ssl-certfile C --ssl-keyfile K
-  uvicorn            uvicorn APP --loop uvloop --http httptools --ssl-certfile C --ssl-keyfile K
-  granian            granian --interface asgi --workers 1 --http 1 --loop uvloop --ssl-certificate C
-                     --ssl-keyfile K APP     (granian 2.8.9 flag names; its key must be PKCS#8, as openssl writes)
+Servers: bench/servers.py's commands (bench/.venv as installed by bench/run.sh, ringserve from this work
+tree), plus the certificate and key:
+  ringserve-uring    ringserve APP --io uring ... --ssl-certfile C --ssl-keyfile K
+  ringserve-asyncio  ringserve APP --io asyncio ... --ssl-certfile C --ssl-keyfile K
+  uvicorn            uvicorn APP --loop uvloop --http httptools ... --ssl-certfile C --ssl-keyfile K
+  granian            granian --interface asgi ... APP --ssl-certificate C --ssl-keyfile K
+                     (granian 2.8.9 flag names; its key must be PKCS#8, as openssl writes)
 
 Usage:
   python3 bench/scripts/https_rps.py                       # ROUNDS=3, DUR=10s, c=64, all four servers
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import platform
 import re
@@ -50,44 +50,31 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
-from servers import HOST, KEEPALIVE_S, SERVER_CPU, Running, Server, cpu_seconds, stop_all, tree_pids  # noqa: E402
+import load  # noqa: E402
+import servers  # noqa: E402
+from load import CLIENT_CPU  # noqa: E402
+from servers import HOST, SERVER_CPU, Running, Server, cpu_seconds, stop_all, tree_pids  # noqa: E402
 
-PEER_BIN = BENCH / ".venv" / "bin"
-RS_PY = ROOT / ".venv" / "bin" / "python"
-REPORT_LUA = BENCH / "wrk" / "report.lua"
+PEER_BIN = servers.BIN = BENCH / ".venv" / "bin"  # whichever python runs this script
 TARGET = "raw_asgi:plaintext"
 EXPECT = b"Hello, world!"
-CLIENT_CPU = "0"
 BASELINE = "uvicorn"
 
 
 # --- servers ----------------------------------------------------------------------------------------------
 
-def _ringserve(io):
-    def build(port, cert, key):
-        return [str(RS_PY), "-m", "ringserve", TARGET, "--host", HOST, "--port", str(port), "--no-access-log",
-                "--io", io, "--workers", "1", "--timeout-keep-alive", KEEPALIVE_S,
-                "--ssl-certfile", cert, "--ssl-keyfile", key]
-    return build
-
-
-def _uvicorn(port, cert, key):
-    return [str(PEER_BIN / "uvicorn"), TARGET, "--host", HOST, "--port", str(port), "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", KEEPALIVE_S,
-            "--ssl-certfile", cert, "--ssl-keyfile", key]
-
-
-def _granian(port, cert, key):
-    return [str(PEER_BIN / "granian"), "--interface", "asgi", "--host", HOST, "--port", str(port),
-            "--workers", "1", "--http", "1", "--loop", "uvloop", "--backpressure", "20000", "--no-access-log",
-            "--log-level", "warning", "--ssl-certificate", cert, "--ssl-keyfile", key, TARGET]
+def _tls(build, cert_flag="--ssl-certfile"):
+    """bench/servers.py's command for this server, plus the certificate and key."""
+    def with_tls(port, cert, key):
+        return build(TARGET, "asgi", port) + [cert_flag, cert, "--ssl-keyfile", key]
+    return with_tls
 
 
 SERVERS = {
-    "ringserve-uring": (_ringserve("uring"), "--io uring"),
-    "ringserve-asyncio": (_ringserve("asyncio"), "--io asyncio"),
-    "uvicorn": (_uvicorn, "uvloop + httptools, stdlib ssl"),
-    "granian": (_granian, "--http 1, uvloop, --backpressure 20000 (as bench/servers.py); rustls"),
+    "ringserve-uring": (_tls(servers._ringserve("uring")), "--io uring"),
+    "ringserve-asyncio": (_tls(servers._ringserve("asyncio")), "--io asyncio"),
+    "uvicorn": (_tls(servers._uvicorn), "uvloop + httptools, stdlib ssl"),
+    "granian": (_tls(servers._granian, "--ssl-certificate"), "--http 1, uvloop, --backpressure 20000 (as bench/servers.py); rustls"),
 }
 
 
@@ -164,19 +151,10 @@ def check(run: TLSRunning, ctx):
 
 
 def wrk(port, conc, duration, log: Path | None):
-    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conc}", f"-d{duration}", "--latency",
-           "-s", str(REPORT_LUA), f"https://{HOST}:{port}/"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_seconds(duration) + 60)
-    if log:
-        with open(log, "a") as f:
-            f.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
-    m = re.search(r"WRKJSON (.*)", proc.stdout)
-    if proc.returncode != 0 or not m:
-        raise Failed(f"wrk exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-300:]}")
-    data = json.loads(m.group(1))
-    data["errors"] = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
-    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
-    return data
+    try:
+        return load.wrk(port, "/", conc, _seconds(duration), post=False, perf=False, log=log, scheme="https")
+    except RuntimeError as exc:
+        raise Failed(str(exc)) from None
 
 
 def _seconds(d):
@@ -217,12 +195,11 @@ def versions():
     peer_py = str(PEER_BIN / "python")
     return {
         "commit": rev + (" (ringserve/ has uncommitted changes)" if dirty else ""),
-        "ringserve": _out([str(RS_PY), "-m", "ringserve", "--version"]),
+        "ringserve": _out([str(PEER_BIN / "ringserve"), "--version"]),
         "uvicorn": _out([str(PEER_BIN / "uvicorn"), "--version"]),
         "granian": _out([str(PEER_BIN / "granian"), "--version"]),
         "wrk": _out(["wrk", "-v"]),
-        "OpenSSL (ringserve's Python ssl)": _out([str(RS_PY), "-c", "import ssl; print(ssl.OPENSSL_VERSION)"]),
-        "OpenSSL (uvicorn's Python ssl)": _out([peer_py, "-c", "import ssl; print(ssl.OPENSSL_VERSION)"]),
+        "OpenSSL (Python ssl: ringserve, uvicorn)": _out([peer_py, "-c", "import ssl; print(ssl.OPENSSL_VERSION)"]),
         "OpenSSL (CLI, wrk's libssl)": _out(["openssl", "version"]),
     }
 
