@@ -35,12 +35,13 @@ _RDN_NAMES = {
 class TLSSettings:
     """What every TLS connection of this worker shares."""
 
-    def __init__(self, context: ssl.SSLContext, server_cert: str | None, ktls: Any) -> None:
+    def __init__(self, context: ssl.SSLContext, server_cert: str | None, ktls: Any,
+                 handshake_timeout: float) -> None:
         self.context = context
         self.server_cert = server_cert
         self.cipher_ids = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
         self.ktls = ktls  # ktls.KernelTLS, or None when TLS stays in OpenSSL
-        self.handshake_timeout = 10.0
+        self.handshake_timeout = handshake_timeout
 
     @classmethod
     def load(cls, config: Any, backend_name: str) -> TLSSettings | None:
@@ -50,9 +51,7 @@ class TLSSettings:
         from ringserve.ktls import KernelTLS
 
         ktls = KernelTLS.decide(config, context, backend_name)
-        settings = cls(context, _first_cert(config.ssl_certfile), ktls)
-        settings.handshake_timeout = float(config.timeout_tls_handshake_s)
-        return settings
+        return cls(context, _first_cert(config.ssl_certfile), ktls, float(config.timeout_tls_handshake_s))
 
 
 def create_context(config: Any) -> ssl.SSLContext:
