@@ -10,8 +10,16 @@ last iteration (sends, re-armed receives, polls) and waits for completions.
   driver's socket) get one-shot POLL_ADD requests, re-armed on every select()
   while they stay registered: the level-triggered contract asyncio expects.
 - Every other completion belongs to the server: select() hands the whole batch
-  to `self.dispatch` (one call per batch) before returning the poll events.
-  Callbacks the server schedules run in the same loop iteration.
+  to `self.dispatch` (one call per batch), which gives the poll and wake-up
+  completions back (`polled`, `woken`) as it meets them; select() then returns
+  the poll events. Callbacks the server schedules run in the same loop iteration.
+- Other threads wake the loop (`call_soon_threadsafe`: asgiref's sync_to_async,
+  run_in_executor, the WSGI pool) through an eventfd the ring keeps a read on:
+  the waking thread writes it only if no wake-up is pending yet (uvloop's
+  uv_async_send coalesces the same way), and the loop thread pays no syscall at
+  all. asyncio's self-pipe costs a send() per call_soon_threadsafe on the
+  calling thread and a recv() with the GIL released on the loop thread (an
+  opening for the very threads that woke it). The self-pipe stays for signals.
 
 With DEFER_TASKRUN the kernel posts completions only when this thread enters
 the ring, which it does in every select(), so nothing is left waiting.
@@ -20,10 +28,11 @@ the ring, which it does in every select(), so nothing is left waiting.
 from __future__ import annotations
 
 import asyncio
+import os
 import selectors
 from typing import Any, Callable
 
-from ringserve.core.ring import OP_CANCEL, OP_POLL, Ring
+from ringserve.core.ring import OP_CANCEL, OP_CLOSE, OP_POLL, OP_WAKE, Ring
 
 POLLIN = 0x001
 POLLOUT = 0x004
@@ -41,20 +50,21 @@ else:  # pragma: no cover - a Python that keeps current tasks elsewhere
 TASK_NAME = "ringserve.cycle"  # one name for every request task: no "Task-<n>" formatted per request
 
 
-def _no_dispatch(cqes: list) -> None:  # until the server installs itself
-    pass
-
-
 class RingSelector(selectors.BaseSelector):
     """selectors API over one-shot io_uring polls; server CQEs go to `dispatch`."""
 
     def __init__(self, ring: Ring) -> None:
         self.ring = ring
-        self.dispatch: Dispatch = _no_dispatch
+        self.dispatch: Dispatch = self.dispatch_own  # until the server installs itself
         self._keys: dict[int, selectors.SelectorKey] = {}
         self._armed: dict[int, int] = {}  # fd -> poll token in flight
         self._tokens: dict[int, int] = {}  # token -> fd
         self._next_token = 1
+        self._ready: list = []  # (key, events) of the select() under way
+        self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._wake_buf = ring.ffi.new("uint64_t *")  # the read's target: kept until the ring is gone
+        self.wake_pending = False
+        ring.read(self._wake_fd, self._wake_buf, 8, OP_WAKE)
 
     # -- registration ---------------------------------------------------------
 
@@ -97,6 +107,30 @@ class RingSelector(selectors.BaseSelector):
         for fd in list(self._armed):
             self._disarm(fd)
         self._keys.clear()
+        fd, self._wake_fd = self._wake_fd, -1
+        if fd >= 0:  # cancels the pending read, then closes; _wake_buf outlives both
+            self.ring.close_fd(fd, OP_CLOSE)
+
+    # -- wake-ups from other threads -------------------------------------------
+
+    def wake(self) -> None:
+        """Make select() return soon (any thread). Coalesced: a wake-up still pending covers us,
+        because woken() clears the flag before the loop runs its ready callbacks: a thread that
+        saw True queued its callback before that, and the loop will see it."""
+        if not self.wake_pending:
+            self.wake_pending = True
+            fd = self._wake_fd
+            if fd >= 0:
+                try:
+                    os.eventfd_write(fd, 1)
+                except OSError:  # closed meanwhile (as asyncio's _write_to_self, say nothing)
+                    pass
+
+    def woken(self, res: int) -> None:
+        """The eventfd read completed: allow the next wake-up, and read again."""
+        self.wake_pending = False
+        if res > 0 and self._wake_fd >= 0:
+            self.ring.read(self._wake_fd, self._wake_buf, 8, OP_WAKE)
 
     # -- polling ----------------------------------------------------------------
 
@@ -131,34 +165,38 @@ class RingSelector(selectors.BaseSelector):
         cqes = self.ring.wait(timeout_ns)
         if not cqes:
             return []
-        ready = []
-        other = []
-        for i in range(0, len(cqes), 3):
-            ud = cqes[i]
-            if ud & 0xFF != OP_POLL:
-                other.append(ud)
-                other.append(cqes[i + 1])
-                other.append(cqes[i + 2])
-                continue
-            fd = self._tokens.pop(ud >> 8, None)
-            if fd is None:
-                continue  # cancelled: the descriptor was unregistered
-            del self._armed[fd]
-            res = cqes[i + 1]
-            key = keys.get(fd)
-            if key is None or res < 0:
-                continue
-            events = 0
-            if res & (POLLIN | POLLERR | POLLHUP):
-                events |= selectors.EVENT_READ
-            if res & (POLLOUT | POLLERR | POLLHUP):
-                events |= selectors.EVENT_WRITE
-            events &= key.events
-            if events:
-                ready.append((key, events))
-        if other:
-            self.dispatch(other)
+        self.dispatch(cqes)  # calls polled() and woken() for ours
+        ready = self._ready
+        if ready:
+            self._ready = []
         return ready
+
+    def dispatch_own(self, cqes: list) -> None:
+        """The dispatch before a server installs its own (which passes these two kinds back)."""
+        for i in range(0, len(cqes), 3):
+            op = cqes[i] & 0xFF
+            if op == OP_POLL:
+                self.polled(cqes[i], cqes[i + 1])
+            elif op == OP_WAKE:
+                self.woken(cqes[i + 1])
+
+    def polled(self, ud: int, res: int) -> None:
+        """A one-shot poll completed: note the descriptor's events for this select()."""
+        fd = self._tokens.pop(ud >> 8, None)
+        if fd is None:
+            return  # cancelled: the descriptor was unregistered
+        del self._armed[fd]
+        key = self._keys.get(fd)
+        if key is None or res < 0:
+            return
+        events = 0
+        if res & (POLLIN | POLLERR | POLLHUP):
+            events |= selectors.EVENT_READ
+        if res & (POLLOUT | POLLERR | POLLHUP):
+            events |= selectors.EVENT_WRITE
+        events &= key.events
+        if events:
+            self._ready.append((key, events))
 
 
 class RingEventLoop(asyncio.SelectorEventLoop):
@@ -169,6 +207,10 @@ class RingEventLoop(asyncio.SelectorEventLoop):
         self.ring_selector = RingSelector(ring)
         self._eager = False
         super().__init__(self.ring_selector)
+
+    def _write_to_self(self) -> None:
+        """call_soon_threadsafe's wake-up: the ring's eventfd instead of asyncio's self-pipe."""
+        self.ring_selector.wake()
 
     def create_eager_task(self, coro: Any) -> asyncio.Task:
         """A Task whose first step runs now, inside this call, as Python 3.12's eager tasks do.
@@ -219,7 +261,7 @@ class EventfdDriver:
 
         self.loop = loop
         self.ring = ring
-        self.dispatch: Dispatch = _no_dispatch
+        self.dispatch: Dispatch = self.polled  # until the server installs itself: drop the batch
         self.scheduled = False
         self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         ret = ring.register_eventfd(self.efd)
@@ -239,6 +281,11 @@ class EventfdDriver:
             return ret
 
         return call
+
+    def polled(self, *args: Any) -> None:
+        """No polls or wake-ups go through the ring here: uvloop polls and wakes itself."""
+
+    woken = polled
 
     def _on_eventfd(self) -> None:
         import os

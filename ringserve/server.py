@@ -68,9 +68,6 @@ class Server:
         self.tls = tls  # tls.TLSSettings when serving HTTPS
         if isinstance(app, WSGIApp):  # WSGI: the app runs on a thread pool and has no lifespan
             self.cycle_class, self.lifespan = app.bind(config, loop)
-            pool = self.lifespan.pool
-            if hasattr(backend, "thread_waker"):
-                pool.wake = backend.thread_waker(pool.flush)
             self.ws_cycle_class = None  # a websocket upgrade gets 400
         else:
             self.cycle_class = HTTPCycle

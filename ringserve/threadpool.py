@@ -12,7 +12,7 @@ order, in `flush()`.
 - Actions come back through a deque (append and popleft are atomic under the GIL) and ONE
   `loop.call_soon_threadsafe(flush)` per batch: only a post() that finds no flush scheduled
   schedules one, so completions from many threads between two loop iterations share a single
-  self-pipe wakeup.
+  wake-up (on the ring's loop an eventfd write, and no syscall on the loop thread: loop.py).
 - `scheduled` is written by both sides without a lock, and the order makes that safe: post()
   appends before it reads the flag; flush() clears the flag before it drains the deque. A post()
   that sees True is covered by a flush that has not cleared it yet, so it will see the item. Two
@@ -42,7 +42,6 @@ class ThreadPool:
         self.submit: Callable[[Callable[[], None]], None] = self.jobs.put  # loop thread
         self.actions: deque = deque()
         self.scheduled = False
-        self.wake: Callable[[], None] = self._wake_loop  # io_uring: RingBackend.thread_waker(flush)
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -71,12 +70,9 @@ class ThreadPool:
         if not self.scheduled:
             self.scheduled = True
             try:
-                self.wake()
-            except (RuntimeError, OSError):  # the loop is closed: the server has stopped
+                self.loop.call_soon_threadsafe(self.flush)
+            except RuntimeError:  # the loop is closed: the server has stopped
                 pass
-
-    def _wake_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.flush)
 
     def flush(self) -> None:
         self.scheduled = False
@@ -93,7 +89,6 @@ class ThreadPool:
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Ask every thread to finish after its current job; wait up to timeout_s in all."""
-        self.wake = self._wake_loop  # a straggler must not write to a wake-up fd about to close
         for _ in self.threads:
             self.jobs.put(None)
         deadline = time.monotonic() + timeout_s

@@ -34,6 +34,7 @@ from ringserve.core.ring import (
     OP_ACCEPT,
     OP_CANCEL,
     OP_CLOSE,
+    OP_POLL,
     OP_RECV,
     OP_SEND,
     OP_SPLICE_IN,
@@ -405,9 +406,7 @@ class RingBackend:
         self.next_key = 1
         self.conn_class: Any = RingConnection
         self.closing: dict[int, RingConnection] = {}  # aborted, waiting for their splices' CQEs
-        self.wake_fd = -1  # the eventfd pool threads write to (thread_waker)
-        self.wake_buf: Any = None
-        self.on_wake: Any = None
+        self.hub: Any = None  # the loop's RingSelector (or EventfdDriver): polls and wake-ups are its
 
     def start(self, server: Any, socks: list[socket.socket]) -> None:
         self.server = server
@@ -457,10 +456,10 @@ class RingBackend:
                 conn = conns.get(ud >> 8) or self.closing.get(ud >> 8)
                 if conn is not None:
                     conn.splice_done(op, cqes[i + 1])
+            elif op == OP_POLL:
+                self.hub.polled(ud, cqes[i + 1])
             elif op == OP_WAKE:
-                if cqes[i + 1] > 0 and self.wake_fd >= 0:
-                    self.ring.read(self.wake_fd, self.wake_buf, 8, OP_WAKE)
-                    self.on_wake()
+                self.hub.woken(cqes[i + 1])
 
     def arm_accept(self, listener: Listener) -> None:
         if self.server.draining or listener.armed:
@@ -499,22 +498,6 @@ class RingBackend:
         server.conns[key] = conn
         conn.arm_recv()
 
-    def thread_waker(self, callback: Any) -> Any:
-        """A wake-up for other threads: calling the returned function (from any thread) makes the
-        loop thread run `callback()` soon. It writes an eventfd that the ring reads, so the loop
-        thread pays no syscall (asyncio's self-pipe costs it a recv per wake-up, with the GIL
-        released - an opening for the very threads that woke it)."""
-        self.wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self.wake_buf = self.ring.ffi.new("uint64_t *")
-        self.on_wake = callback
-        self.ring.read(self.wake_fd, self.wake_buf, 8, OP_WAKE)
-        fd = self.wake_fd
-
-        def wake() -> None:
-            os.eventfd_write(fd, 1)
-
-        return wake
-
     def describe(self) -> str:
         ring = self.ring
         return (
@@ -524,9 +507,6 @@ class RingBackend:
 
     def settle(self, limit_s: float = 1.0) -> None:
         """Reap the cancel/close completions still on their way after the loop stopped."""
-        if self.wake_fd >= 0:  # cancels its pending read, then closes it
-            fd, self.wake_fd = self.wake_fd, -1
-            self.ring.close_fd(fd, OP_CLOSE)
         deadline = monotonic() + limit_s
         while self.ring.counters()["inflight_ops"] > 0 and monotonic() < deadline:
             self.ring.wait(10_000_000)

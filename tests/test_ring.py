@@ -219,6 +219,31 @@ def test_app_not_reading_stops_the_ring_receiving(start_server):
 
 
 @ONLY
+def test_threads_waking_the_loop_lose_no_callback_and_no_signal(start_server):
+    """20,000 call_soon_threadsafe from a thread while the loop thread is blocked, then SIGTERM:
+    every callback runs, the request in flight is answered, and the server exits at once.
+    (On asyncio's self-pipe each call writes a byte; the socketpair fills after a few hundred,
+    and the signal's own byte, written to the same socket, is dropped: the server never stops.)"""
+    server = start_server(RING_APP, "--no-access-log")
+    result = {}
+
+    def request():
+        with server.connect() as conn:
+            conn.request("GET", "/flood?n=20000&block=1.5")
+            result["resp"] = conn.read_response()
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    time.sleep(0.8)  # the thread is done calling; the loop thread is still blocked
+    server.terminate()
+    thread.join(10)
+    assert result["resp"].status == 200 and result["resp"].body == b"20000"
+    start = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - start < 3, "SIGTERM was lost"
+
+
+@ONLY
 @pytest.mark.parametrize("args", [("--loop", "uvloop"), ("--loop", "asyncio"), ("--sqpoll",)])
 def test_loop_and_sqpoll_choices_serve(start_server, args):
     server = start_server("tests.apps.combined:app", *args)
