@@ -408,8 +408,7 @@ def make_backend(config: Any) -> tuple[Any, asyncio.AbstractEventLoop]:
             except RuntimeError:
                 ring.close()
                 raise
-            backend.hub.dispatch = backend.dispatch
-            return backend, loop
+            return backend, loop  # backend.start() installs its dispatch on the hub
     from ringserve.aio import AsyncioBackend
 
     loop = _asyncio_loop(loop_kind)

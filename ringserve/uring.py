@@ -410,6 +410,7 @@ class RingBackend:
 
     def start(self, server: Any, socks: list[socket.socket]) -> None:
         self.server = server
+        self.hub.dispatch = self.dispatch  # until now the hub handled only its own polls and wake-ups
         if server.tls is not None:
             from ringserve.uring_tls import TLSRingConnection
 
