@@ -27,9 +27,9 @@ PYTHONPATH=$src:. taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$
 pid=$!
 for _ in $(seq 240); do curl -s -o /dev/null "$url" && break; sleep 0.5; done
 taskset -c 0 wrk -t1 -c"${C:-64}" -d3s "$url" >/dev/null
-callgrind_control -z "$pid" >/dev/null
+callgrind_control -z "$pid" >/dev/null 2>&1
 taskset -c 0 wrk -t1 -c"${C:-64}" -d"${D:-10}"s "$url" >"$out/wrk"
-callgrind_control -d "$pid" >/dev/null
+callgrind_control -d "$pid" >/dev/null 2>&1
 sleep 1
 requests=$(grep -oP '^\s+\K\d+(?= requests in)' "$out/wrk")
 total=0
