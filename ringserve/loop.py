@@ -108,7 +108,11 @@ class RingSelector(selectors.BaseSelector):
             self._disarm(fd)
         self._keys.clear()
         fd, self._wake_fd = self._wake_fd, -1
-        if fd >= 0:  # cancels the pending read, then closes; _wake_buf outlives both
+        if fd < 0:
+            return
+        if self.ring.closed:  # the ring went first: its read died with it
+            os.close(fd)
+        else:  # cancels the pending read, then closes; _wake_buf outlives both
             self.ring.close_fd(fd, OP_CLOSE)
 
     # -- wake-ups from other threads -------------------------------------------

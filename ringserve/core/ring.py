@@ -209,6 +209,11 @@ class Ring:
             "enobufs": c.enobufs,
         }
 
+    @property
+    def closed(self) -> bool:
+        """After close() the ring's memory is gone: no rs_* call may be made with it."""
+        return self._closed
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
