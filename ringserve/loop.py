@@ -6,8 +6,8 @@ asyncio.SelectorEventLoop calls `selector.select(timeout)` once per iteration.
 Here that call is ONE io_uring_enter that submits every SQE prepared since the
 last iteration (sends, re-armed receives, polls) and waits for completions.
 
-- Descriptors asyncio registers (its self-pipe, signal wakeups, a database
-  driver's socket) get one-shot POLL_ADD requests, re-armed on every select()
+- Descriptors asyncio registers (its self-pipe, which now carries only signal
+  numbers, a database driver's socket) get one-shot POLL_ADD requests, re-armed on every select()
   while they stay registered: the level-triggered contract asyncio expects.
 - Every other completion belongs to the server: select() hands the whole batch
   to `self.dispatch` (one call per batch), which gives the poll and wake-up
@@ -16,10 +16,12 @@ last iteration (sends, re-armed receives, polls) and waits for completions.
 - Other threads wake the loop (`call_soon_threadsafe`: asgiref's sync_to_async,
   run_in_executor, the WSGI pool) through an eventfd the ring keeps a read on:
   the waking thread writes it only if no wake-up is pending yet (uvloop's
-  uv_async_send coalesces the same way), and the loop thread pays no syscall at
-  all. asyncio's self-pipe costs a send() per call_soon_threadsafe on the
+  uv_async_send coalesces the same way), and the loop thread makes no syscall to
+  be woken. asyncio's self-pipe costs a send() per call_soon_threadsafe on the
   calling thread and a recv() with the GIL released on the loop thread (an
-  opening for the very threads that woke it). The self-pipe stays for signals.
+  opening for the very threads that woke it), and when threads fill it, the
+  byte of a signal arriving then is dropped. Should the eventfd read ever fail,
+  call_soon_threadsafe goes back to the self-pipe.
 
 With DEFER_TASKRUN the kernel posts completions only when this thread enters
 the ring, which it does in every select(), so nothing is left waiting.
@@ -28,6 +30,7 @@ the ring, which it does in every select(), so nothing is left waiting.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import selectors
 from typing import Any, Callable
@@ -38,6 +41,8 @@ POLLIN = 0x001
 POLLOUT = 0x004
 POLLERR = 0x008
 POLLHUP = 0x010
+
+logger = logging.getLogger("ringserve.error")
 
 Dispatch = Callable[[list], None]
 _Task = asyncio.Task
@@ -62,9 +67,12 @@ class RingSelector(selectors.BaseSelector):
         self._next_token = 1
         self._ready: list = []  # (key, events) of the select() under way
         self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._wake_buf = ring.ffi.new("uint64_t *")  # the read's target: kept until the ring is gone
+        # the read's target: lives as long as this selector, which the loop and the backend's hub
+        # keep until after backend.settle() has reaped the read's last CQE
+        self._wake_buf = ring.ffi.new("uint64_t *")
         self.wake_pending = False
-        ring.read(self._wake_fd, self._wake_buf, 8, OP_WAKE)
+        self.waker_ok = True  # False: call_soon_threadsafe uses asyncio's self-pipe (see woken)
+        self._arm_wake()
 
     # -- registration ---------------------------------------------------------
 
@@ -133,8 +141,21 @@ class RingSelector(selectors.BaseSelector):
     def woken(self, res: int) -> None:
         """The eventfd read completed: allow the next wake-up, and read again."""
         self.wake_pending = False
-        if res > 0 and self._wake_fd >= 0:
-            self.ring.read(self._wake_fd, self._wake_buf, 8, OP_WAKE)
+        if self._wake_fd < 0:
+            return  # closing: this was the read's cancellation
+        if res < 0:
+            logger.warning("Reading the loop's wake-up eventfd failed (%s); threads wake the loop "
+                           "through asyncio's self-pipe from now on.", os.strerror(-res))
+            self.waker_ok = False
+            return
+        self._arm_wake()
+
+    def _arm_wake(self) -> None:
+        ret = self.ring.read(self._wake_fd, self._wake_buf, 8, OP_WAKE)
+        if ret < 0:  # no SQE even after a submit: never seen, but a lost wake-up would hang the loop
+            logger.warning("Could not queue the read of the loop's wake-up eventfd (%s); threads "
+                           "wake the loop through asyncio's self-pipe from now on.", os.strerror(-ret))
+            self.waker_ok = False
 
     # -- polling ----------------------------------------------------------------
 
@@ -214,7 +235,10 @@ class RingEventLoop(asyncio.SelectorEventLoop):
 
     def _write_to_self(self) -> None:
         """call_soon_threadsafe's wake-up: the ring's eventfd instead of asyncio's self-pipe."""
-        self.ring_selector.wake()
+        if self.ring_selector.waker_ok:
+            self.ring_selector.wake()
+        else:
+            super()._write_to_self()
 
     def create_eager_task(self, coro: Any) -> asyncio.Task:
         """A Task whose first step runs now, inside this call, as Python 3.12's eager tasks do.

@@ -302,7 +302,8 @@ def run_worker(config: Any, app: Any, listeners: list[socket.socket], hooks: "Wo
     except ConfigError as exc:
         logger.error("%s", exc)
         close_listeners(listeners, config)
-        loop.close()  # first: the loop's selector hands its eventfd to the ring to close
+        loop.close()  # first: the loop's selector hands its eventfd to the ring to close...
+        backend.settle()  # ...which happens here
         backend.close()
         return 1
     asyncio.set_event_loop(loop)
