@@ -48,7 +48,7 @@ def help_text(exe: str) -> str:
         return ""
 
 
-def _ringserve(io: str):
+def _ringserve(io: str, *extra: str):
     def build(target: str, interface: str, port: int) -> list[str]:
         if not (BIN / "ringserve").exists():
             raise Unsupported("ringserve is not installed in bench/.venv")
@@ -60,6 +60,7 @@ def _ringserve(io: str):
             raise Unsupported("ringserve has no --io flag yet")
         if interface == "wsgi":
             cmd += ["--interface", "wsgi"]
+        cmd += list(extra)
         if "--workers" in helptext:
             cmd += ["--workers", "1"]
         for flag in ("--timeout-keep-alive", "--keepalive-timeout-s", "--keepalive-timeout"):
@@ -98,6 +99,8 @@ def _gunicorn(worker: str, *extra: str):
 SERVERS = [
     Server("ringserve-uring", ("asgi", "wsgi"), _ringserve("uring")),
     Server("ringserve-asyncio", ("asgi", "wsgi"), _ringserve("asyncio")),
+    Server("ringserve-uvloop", ("asgi",), _ringserve("uring", "--loop", "uvloop"),
+           "--io uring --loop uvloop: uvloop drives the ring (README: for Django over ASGI)"),
     Server("uvicorn", ("asgi",), _uvicorn, "uvloop + httptools"),
     Server("granian", ("asgi", "wsgi"), _granian,
            "--http 1, uvloop; --backpressure 20000 (its default, 1024, stops accepting new connections)"),
