@@ -289,7 +289,7 @@ class EventfdDriver:
 
         self.loop = loop
         self.ring = ring
-        self.dispatch: Dispatch = self.polled  # until the server installs itself: drop the batch
+        self.dispatch: Dispatch = self.dispatch_own  # until the server installs itself
         self.scheduled = False
         self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         ret = ring.register_eventfd(self.efd)
@@ -310,10 +310,15 @@ class EventfdDriver:
 
         return call
 
-    def polled(self, *args: Any) -> None:
-        """No polls or wake-ups go through the ring here: uvloop polls and wakes itself."""
+    def dispatch_own(self, cqes: list) -> None:
+        """No polls or wake-ups go through the ring here (uvloop polls and wakes itself), so a
+        batch before the server starts holds nothing of ours: drop it."""
 
-    woken = polled
+    def polled(self, ud: int, res: int) -> None:  # never called: see dispatch_own
+        pass
+
+    def woken(self, res: int) -> None:
+        pass
 
     def _on_eventfd(self) -> None:
         import os

@@ -55,7 +55,7 @@ class WSGICycle(AppSide):
     root: str
 
     __slots__ = (
-        "conn", "http", "request", "shared", "scope", "task", "started_at", "ended", "status", "headers",
+        "conn", "http", "request", "shared", "scope", "task", "started_at", "status", "headers",
         "body_bytes", "head_sent", "more_body", "complete", "disconnected", "chunks", "received",
         "paused", "released", "held", "drain_hooked", "file_done", "consumed", "resume_asked",
         "continued", "posted", "head_posted", "waiter", "status_code", "out_headers", "left",
@@ -69,7 +69,6 @@ class WSGICycle(AppSide):
         self.scope = {"client": conn.client}  # what the access log reads
         self.task = None  # never a Task: see begin()
         self.started_at = 0.0
-        self.ended = False
         self.status = self.body_bytes = 0
         self.headers: list = []
         self.head_sent = self.complete = self.disconnected = self.paused = False
@@ -198,10 +197,11 @@ class WSGICycle(AppSide):
         self.disconnect()
 
     def finish(self, arg: Any) -> None:
-        """The app side is done with this request (close() was called): the cycle ends."""
-        if not self.ended:
-            self.ended = True
-            self.conn.server.threaded_done(self)
+        """The app side is done with this request (close() was called): the cycle ends (once:
+        begin() put it in server.threaded, threaded_done() takes it out)."""
+        server = self.conn.server
+        if self in server.threaded:
+            server.threaded_done(self)
 
     def fail_and_finish(self, arg: Any) -> None:
         self.fail(None)
